@@ -1,0 +1,93 @@
+# voxgate — `make` (or `make help`) lists the targets.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PYTEST_ARGS ?=
+RUN_ARGS    ?=
+BENCH_ARGS  ?=
+
+SHELL       := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS   += --no-builtin-rules --warn-undefined-variables
+
+BIN := $(VENV)/bin
+PY  := $(BIN)/python
+BUF := node_modules/.bin/buf
+
+# Stamps make `setup` instant when pyproject.toml / package-lock.json have not changed.
+PIP_STAMP := $(VENV)/.voxgate-installed
+NPM_STAMP := node_modules/.voxgate-installed
+
+# Every proto under protos/ generates four files under server/ (same relative path).
+PROTOS    := $(sort $(shell find protos -name '*.proto'))
+GEN_STEMS := $(patsubst protos/%.proto,server/%,$(PROTOS))
+GENERATED := $(foreach s,$(GEN_STEMS),$(s)_pb2.py $(s)_pb2.pyi $(s)_pb2_grpc.py $(s)_pb2_grpc.pyi)
+# ...and lives in a package: server/voxgate/speech/v1/__init__.py and server/voxgate/speech/__init__.py.
+GEN_PKGS  := $(sort $(foreach d,$(patsubst %/,%,$(dir $(GEN_STEMS))),$(d) $(patsubst %/,%,$(dir $(d)))))
+GEN_INITS := $(addsuffix /__init__.py,$(GEN_PKGS))
+
+.PHONY: help setup proto proto-check lint fmt test run bench clean
+
+help: ## list the targets (the default)
+	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...]'
+	@echo
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^#]*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(PIP_STAMP) $(NPM_STAMP) ## create the venv (voxgate + dev tools) and install buf (npm ci); instant when up to date
+
+$(PIP_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "error: $(PYTHON) is $$($(PYTHON) --version 2>&1); voxgate needs Python 3.11+ (make PYTHON=python3.11 ...)" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $@
+
+# --ignore-scripts: the buf package's postinstall only swaps its JS launcher for the native binary.
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+proto: $(PIP_STAMP) ## regenerate Python code + stubs from protos/ into server/ (commit the result)
+	@# Removing first, so code of a deleted or renamed proto does not linger.
+	@find server -name '*_pb2.py' -o -name '*_pb2.pyi' -o -name '*_pb2_grpc.py' -o -name '*_pb2_grpc.pyi' \
+		| xargs -r rm -f
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) -m grpc_tools.protoc -I protos \
+		--python_out=server --pyi_out=server --grpc_python_out=server --mypy_grpc_out=quiet:server \
+		$(PROTOS)
+	@for f in $(GEN_INITS); do test -e "$$f" || { echo "creating $$f"; : > "$$f"; }; done
+
+proto-check: proto ## fail if the committed generated code differs from `make proto`'s output
+	@if [ -n "$$(git status --porcelain --untracked-files=all -- $(GENERATED) $(GEN_INITS) ':(glob)server/**/*_pb2*')" ]; then \
+		echo 'error: generated code is stale or not committed; run `make proto` and commit:' >&2; \
+		git status --short --untracked-files=all -- $(GENERATED) $(GEN_INITS) ':(glob)server/**/*_pb2*' >&2; \
+		git --no-pager diff --stat -- $(GENERATED) >&2; \
+		exit 1; \
+	fi
+	@echo 'generated code is up to date'
+
+lint: setup ## buf lint + buf format check, ruff check, ruff format --check, mypy --strict
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+	$(BIN)/mypy
+
+fmt: setup ## format and autofix: ruff format, ruff check --fix, buf format -w
+	$(BIN)/ruff format
+	$(BIN)/ruff check --fix
+	$(BUF) format -w
+
+test: setup ## run the test suite (PYTEST_ARGS='-k pool -x' to narrow it)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+run: setup ## run the server: voxgate serve (RUN_ARGS='--port 50051' to pass flags)
+	$(BIN)/voxgate serve $(RUN_ARGS)
+
+bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flags)
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean: ## remove the venv, node_modules, caches and build output
+	rm -rf $(VENV) node_modules build dist .mypy_cache .ruff_cache .pytest_cache
+	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 | xargs -0 rm -rf
