@@ -1,0 +1,1 @@
+"""voxgate.speech: generated gRPC/protobuf code for the speech API, one package per version."""
