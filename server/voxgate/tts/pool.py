@@ -1,0 +1,586 @@
+"""A warm pool of connections, generic over the connection type.
+
+The pool knows nothing of DashScope: it is built from three callbacks (open a
+connection, close one, tell whether one is still open) and lends connections
+through :meth:`Pool.lease`. Every decision (lend, queue, open, evict) is plain
+synchronous bookkeeping; network I/O (connect, close) runs in tasks outside it,
+so no lock is needed on the single event loop.
+
+Return discipline: a lease goes back to the pool only if the borrower called
+:meth:`Lease.mark_reusable` (for the synthesizer: after ``task-finished``).
+Anything else — an exception, a cancel, forgetting — closes the connection and
+the pool opens a replacement. A dirty connection is never lent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C")
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class PoolError(Exception):
+    """Base of the errors :meth:`Pool.acquire` raises."""
+
+
+class PoolClosed(PoolError):
+    """The pool is draining or closed: it lends nothing more."""
+
+
+class PoolTimeout(PoolError):
+    """No connection became free within the acquire timeout."""
+
+
+class ConnectFailed(PoolError):
+    """Opening an upstream connection failed; ``__cause__`` holds the reason."""
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """Sizing and timing of a :class:`Pool`. Checks its own invariants."""
+
+    max_size: int = 8
+    min_idle: int | None = None
+    """Idle connections kept open ahead of demand; ``None`` means ``max_size``."""
+    ready_min: int | None = None
+    """Open connections needed before :meth:`Pool.wait_ready` returns; ``None`` means ``min_idle``."""
+    max_concurrent_connects: int = 4
+    acquire_timeout_s: float = 5.0
+    connect_timeout_s: float = 5.0
+    max_idle_s: float = 50.0
+    """Idle connections older than this are not lent: the upstream drops them at 60 s."""
+    max_lifetime_s: float = 600.0
+    lifetime_jitter: float = 0.1
+    """Each connection's lifetime is cut by up to this fraction, so they don't expire together."""
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1:
+            raise ValueError(f"max_size must be >= 1, got {self.max_size}")
+        if not 0 <= self.effective_min_idle <= self.max_size:
+            raise ValueError(f"min_idle must be within [0, max_size={self.max_size}], got {self.min_idle}")
+        if not 0 <= self.effective_ready_min <= self.max_size:
+            raise ValueError(f"ready_min must be within [0, max_size={self.max_size}], got {self.ready_min}")
+        if self.max_concurrent_connects < 1:
+            raise ValueError(f"max_concurrent_connects must be >= 1, got {self.max_concurrent_connects}")
+        for name in ("acquire_timeout_s", "connect_timeout_s", "max_idle_s", "max_lifetime_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.lifetime_jitter < 1:
+            raise ValueError(f"lifetime_jitter must be within [0, 1), got {self.lifetime_jitter}")
+        if not 0 < self.backoff_initial_s <= self.backoff_max_s:
+            raise ValueError("backoff_initial_s must be > 0 and <= backoff_max_s")
+
+    @property
+    def effective_min_idle(self) -> int:
+        return self.max_size if self.min_idle is None else self.min_idle
+
+    @property
+    def effective_ready_min(self) -> int:
+        return self.effective_min_idle if self.ready_min is None else self.ready_min
+
+
+# --- events for observers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOpened:
+    connect_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFailed:
+    error: BaseException
+    backoff_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvicted:
+    reason: str
+    age_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGranted:
+    wait_s: float
+    reused: bool
+    age_s: float
+    queued: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRefused:
+    reason: str
+    wait_s: float
+
+
+PoolEvent = ConnectionOpened | ConnectionFailed | ConnectionEvicted | LeaseGranted | LeaseRefused
+PoolListener = Callable[[PoolEvent], None]
+
+EVICT_CLOSED = "closed"
+"""Found closed (peer hung up) when about to be lent."""
+EVICT_IDLE = "idle"
+EVICT_LIFETIME = "lifetime"
+EVICT_DISCARDED = "discarded"
+"""The borrower did not mark it reusable (error, cancel, unfinished task)."""
+EVICT_SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A snapshot of the pool; all counters are totals since start."""
+
+    idle: int
+    in_use: int
+    connecting: int
+    pending: int
+    max_size: int
+    created: int
+    connect_failures: int
+    leases: int
+    reused_leases: int
+    queued_leases: int
+    timeouts: int
+    evicted: dict[str, int]
+    ready: bool
+    closing: bool
+
+    @property
+    def reuse_ratio(self) -> float:
+        """Share of leases served by a connection that had already run a task."""
+        return self.reused_leases / self.leases if self.leases else 0.0
+
+
+# --- the pool ------------------------------------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class _Slot(Generic[C]):
+    conn: C
+    created_at: float
+    expires_at: float
+    idle_since: float
+    uses: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class Lease(Generic[C]):
+    """A borrowed connection. Call :meth:`mark_reusable` only once it is clean again."""
+
+    conn: C
+    reused: bool
+    wait_s: float
+    age_s: float
+    _slot: _Slot[C] = field(repr=False)
+    reusable: bool = False
+
+    def mark_reusable(self) -> None:
+        """Declare the connection clean (its task ended normally): it may be lent again."""
+        self.reusable = True
+
+
+class Pool(Generic[C]):
+    """Lends warm connections FIFO, opens them ahead of demand, and drops dirty ones.
+
+    Call :meth:`start` once, then :meth:`lease` per request, and :meth:`close` at the end.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect: Callable[[], Awaitable[C]],
+        close: Callable[[C], Awaitable[None]],
+        is_open: Callable[[C], bool],
+        config: PoolConfig,
+        listeners: Sequence[PoolListener] = (),
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._connect = connect
+        self._close = close
+        self._is_open = is_open
+        self.config = config
+        self._listeners = tuple(listeners)
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+        self._idle: deque[_Slot[C]] = deque()
+        self._in_use: set[_Slot[C]] = set()
+        self._connecting = 0
+        self._waiters: deque[asyncio.Future[_Slot[C]]] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connect_tasks: set[asyncio.Task[None]] = set()
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._next_connect_at = 0.0
+        self._consecutive_failures = 0
+        self._last_connect_error: BaseException | None = None
+        self._started = False
+        self._closing = False
+        self._changed = asyncio.Event()
+
+        self._created = 0
+        self._connect_failures = 0
+        self._leases = 0
+        self._reused_leases = 0
+        self._queued_leases = 0
+        self._timeouts = 0
+        self._evicted: dict[str, int] = {}
+
+    # -- public surface ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin prewarming in the background; returns at once. See :meth:`wait_ready`."""
+        if self._started:
+            raise RuntimeError("pool already started")
+        self._started = True
+        self._refill()
+
+    async def wait_ready(self) -> None:
+        """Return once ``ready_min`` connections are open (idle or lent)."""
+        while not self.ready:
+            if self._closing:
+                raise PoolClosed("pool closed before it was ready")
+            await self._wait_change()
+
+    @property
+    def ready(self) -> bool:
+        return len(self._idle) + len(self._in_use) >= self.config.effective_ready_min
+
+    @property
+    def last_connect_error(self) -> BaseException | None:
+        """The error of the latest failed connect, cleared by the next success."""
+        return self._last_connect_error
+
+    @contextlib.asynccontextmanager
+    async def lease(self, timeout_s: float | None = None) -> AsyncIterator[Lease[C]]:
+        """Borrow a connection for the ``async with`` block.
+
+        On exit the connection goes back only if :meth:`Lease.mark_reusable` was
+        called; otherwise it is closed and replaced.
+        """
+        lease = await self.acquire(timeout_s)
+        try:
+            yield lease
+        finally:
+            self._release(lease)
+
+    async def acquire(self, timeout_s: float | None = None) -> Lease[C]:
+        """Take a healthy connection, waiting FIFO up to ``timeout_s`` (default: config).
+
+        Raises :class:`PoolTimeout`, :class:`PoolClosed` or :class:`ConnectFailed`.
+        Pair every successful call with :meth:`release` (or use :meth:`lease`).
+        """
+        if not self._started:
+            raise RuntimeError("pool not started")
+        if self._closing:
+            raise PoolClosed("pool is closing")
+        started = self._clock()
+        slot = self._take_idle()
+        queued = slot is None
+        if slot is None:
+            self._fail_fast_if_unreachable(started)
+            slot = await self._wait_for_slot(started, self.config.acquire_timeout_s if timeout_s is None else timeout_s)
+        now = self._clock()
+        reused = slot.uses > 0
+        self._leases += 1
+        self._reused_leases += reused
+        self._queued_leases += queued
+        lease = Lease(slot.conn, reused, now - started, now - slot.created_at, slot)
+        self._emit(LeaseGranted(lease.wait_s, reused, lease.age_s, queued))
+        return lease
+
+    def release(self, lease: Lease[C]) -> None:
+        """Give back a lease from :meth:`acquire`; reuse depends on :meth:`Lease.mark_reusable`."""
+        self._release(lease)
+
+    def stats(self) -> PoolStats:
+        return PoolStats(
+            idle=len(self._idle),
+            in_use=len(self._in_use),
+            connecting=self._connecting,
+            pending=len(self._waiters),
+            max_size=self.config.max_size,
+            created=self._created,
+            connect_failures=self._connect_failures,
+            leases=self._leases,
+            reused_leases=self._reused_leases,
+            queued_leases=self._queued_leases,
+            timeouts=self._timeouts,
+            evicted=dict(self._evicted),
+            ready=self.ready,
+            closing=self._closing,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Pool idle={len(self._idle)} in_use={len(self._in_use)} connecting={self._connecting}"
+            f" pending={len(self._waiters)} max={self.config.max_size}{' closing' if self._closing else ''}>"
+        )
+
+    async def close(self, grace_s: float = 0.0) -> None:
+        """Stop lending, wait up to ``grace_s`` for leases to come back, then close all.
+
+        Waiters get :class:`PoolClosed`; connects in flight are cancelled.
+        """
+        if self._closing:
+            await self._drain_tasks()
+            return
+        self._closing = True
+        self._signal()
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(PoolClosed("pool is closing"))
+        for task in list(self._connect_tasks):
+            task.cancel()
+        while self._idle:
+            self._evict(self._idle.popleft(), EVICT_SHUTDOWN)
+        if self._in_use and grace_s > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    while self._in_use:
+                        await self._wait_change()
+        for slot in list(self._in_use):
+            # Force-closing makes the borrower fail; its release then finds the slot gone.
+            self._in_use.discard(slot)
+            self._evict(slot, EVICT_SHUTDOWN)
+        await self._drain_tasks()
+
+    # -- lending ---------------------------------------------------------------------------
+
+    def _take_idle(self) -> _Slot[C] | None:
+        """Pop the oldest idle connection that passes the borrow check; evict failures."""
+        while self._idle:
+            slot = self._idle.popleft()
+            reason = self._unusable_reason(slot)
+            if reason is None:
+                self._in_use.add(slot)
+                return slot
+            self._evict(slot, reason)
+        self._refill()
+        return None
+
+    def _unusable_reason(self, slot: _Slot[C]) -> str | None:
+        now = self._clock()
+        if not self._is_open(slot.conn):
+            return EVICT_CLOSED
+        if now >= slot.expires_at:
+            return EVICT_LIFETIME
+        if now - slot.idle_since >= self.config.max_idle_s:
+            return EVICT_IDLE
+        return None
+
+    def _fail_fast_if_unreachable(self, started: float) -> None:
+        # With nothing open, nothing opening and the last connect failed, waiting would
+        # only turn "upstream unreachable" into a misleading acquire timeout.
+        backing_off = self._clock() < self._next_connect_at
+        if backing_off and not self._in_use and not self._connecting and self._last_connect_error:
+            self._emit(LeaseRefused("unreachable", self._clock() - started))
+            raise ConnectFailed(f"upstream unreachable: {self._last_connect_error}") from self._last_connect_error
+
+    async def _wait_for_slot(self, started: float, timeout_s: float) -> _Slot[C]:
+        waiter: asyncio.Future[_Slot[C]] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._refill()
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # We were handed a connection in the same tick we gave up: pass it on.
+                slot = waiter.result()
+                self._in_use.discard(slot)
+                self._return_clean(slot)
+            else:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                self._timeouts += 1
+                self._emit(LeaseRefused("timeout", self._clock() - started))
+                if self._last_connect_error is not None and not self._in_use:
+                    raise ConnectFailed(
+                        f"no upstream connection within {timeout_s:.3g}s: {self._last_connect_error}"
+                    ) from self._last_connect_error
+                raise PoolTimeout(
+                    f"no upstream connection free within {timeout_s:.3g}s ({self!r})"
+                ) from None
+            raise
+
+    def _release(self, lease: Lease[C]) -> None:
+        slot = lease._slot
+        if slot not in self._in_use:
+            return  # released twice, or force-closed by shutdown
+        self._in_use.discard(slot)
+        if not lease.reusable:
+            self._evict(slot, EVICT_DISCARDED)
+            self._refill()
+            return
+        slot.uses += 1
+        self._return_clean(slot)
+
+    def _return_clean(self, slot: _Slot[C]) -> None:
+        if self._closing:
+            self._evict(slot, EVICT_SHUTDOWN)
+            return
+        reason = self._unusable_reason(slot)
+        if reason is not None:
+            self._evict(slot, reason)
+            self._refill()
+            return
+        slot.idle_since = self._clock()
+        self._hand_over(slot)
+
+    def _hand_over(self, slot: _Slot[C]) -> None:
+        """Give ``slot`` to the oldest live waiter, or park it idle."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._in_use.add(slot)
+                waiter.set_result(slot)
+                self._signal()
+                return
+        self._idle.append(slot)
+        self._signal()
+
+    # -- opening and closing -------------------------------------------------------------------
+
+    def _refill(self) -> None:
+        """Start as many connects as demand, capacity and the concurrency cap allow."""
+        if self._closing or not self._started:
+            return
+        now = self._clock()
+        if now < self._next_connect_at:
+            self._schedule_retry(self._next_connect_at - now)
+            return
+        live_waiters = sum(1 for waiter in self._waiters if not waiter.done())
+        wanted = self.config.effective_min_idle + live_waiters - len(self._idle) - self._connecting
+        capacity = self.config.max_size - len(self._idle) - len(self._in_use) - self._connecting
+        slots_to_connect = self.config.max_concurrent_connects - self._connecting
+        for _ in range(max(0, min(wanted, capacity, slots_to_connect))):
+            self._connecting += 1
+            task = asyncio.get_running_loop().create_task(self._open_one())
+            self._connect_tasks.add(task)
+            task.add_done_callback(self._connect_tasks.discard)
+
+    def _schedule_retry(self, delay_s: float) -> None:
+        if self._retry_timer is None:
+
+            def fire() -> None:
+                self._retry_timer = None
+                self._refill()
+
+            self._retry_timer = asyncio.get_running_loop().call_later(delay_s, fire)
+
+    async def _open_one(self) -> None:
+        started = self._clock()
+        try:
+            async with asyncio.timeout(self.config.connect_timeout_s):
+                conn = await self._connect()
+        except asyncio.CancelledError:
+            self._connecting -= 1
+            raise
+        except Exception as exc:
+            self._connecting -= 1
+            self._on_connect_failed(exc)
+            return
+        self._connecting -= 1
+        now = self._clock()
+        self._created += 1
+        self._consecutive_failures = 0
+        self._last_connect_error = None
+        self._next_connect_at = 0.0
+        self._emit(ConnectionOpened(now - started))
+        lifetime = self.config.max_lifetime_s * (1 - self._rng.uniform(0, self.config.lifetime_jitter))
+        slot = _Slot(conn, created_at=now, expires_at=now + lifetime, idle_since=now)
+        if self._closing:
+            self._evict(slot, EVICT_SHUTDOWN)
+            return
+        self._hand_over(slot)
+        self._refill()
+
+    def _on_connect_failed(self, exc: Exception) -> None:
+        if isinstance(exc, TimeoutError):
+            exc = TimeoutError(f"connect timed out after {self.config.connect_timeout_s:.3g}s")
+        self._connect_failures += 1
+        self._consecutive_failures += 1
+        self._last_connect_error = exc
+        # Exponential backoff with "equal jitter": never zero, never synchronised.
+        ceiling = min(
+            self.config.backoff_max_s,
+            self.config.backoff_initial_s * 2 ** (self._consecutive_failures - 1),
+        )
+        backoff_s = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        self._next_connect_at = self._clock() + backoff_s
+        self._emit(ConnectionFailed(exc, backoff_s))
+        log.warning("upstream connect failed (%s); next attempt in %.2fs", exc, backoff_s)
+        # The oldest waiter learns at once that the upstream is unreachable; the
+        # caller above may retry within its own deadline.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                failure = ConnectFailed(f"upstream connect failed: {exc}")
+                failure.__cause__ = exc
+                waiter.set_exception(failure)
+                break
+        self._signal()
+        self._refill()
+
+    def _evict(self, slot: _Slot[C], reason: str) -> None:
+        self._evicted[reason] = self._evicted.get(reason, 0) + 1
+        self._emit(ConnectionEvicted(reason, self._clock() - slot.created_at))
+        self._spawn(self._close_quietly(slot.conn))
+        self._signal()
+
+    async def _close_quietly(self, conn: C) -> None:
+        try:
+            await self._close(conn)
+        except Exception:
+            log.debug("error closing a pooled connection", exc_info=True)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain_tasks(self) -> None:
+        while self._tasks or self._connect_tasks:
+            await asyncio.gather(*self._tasks, *self._connect_tasks, return_exceptions=True)
+
+    # -- notification ------------------------------------------------------------------------
+
+    def _emit(self, event: PoolEvent) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("pool listener failed on %r", event)
+
+    def _signal(self) -> None:
+        self._changed.set()
+
+    async def _wait_change(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
