@@ -1,0 +1,172 @@
+"""One WebSocket connection to the CosyVoice service, running one task at a time.
+
+The adapter between :mod:`voxgate.tts.protocol` (which decides what to send and
+what a frame means) and the ``websockets`` library (which moves the bytes).
+Open one with :meth:`Synthesizer.connect`, run tasks with :meth:`Synthesizer.run`,
+and hand it back to the pool only if the last task reached ``FINISHED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.protocol import State
+
+from voxgate import __version__
+from voxgate.tts.protocol import ProtocolError, SynthesisTask, TaskFinished, TaskStarted, TaskState
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"voxgate/{__version__}; python/{platform.python_version()}; platform/{platform.system()}"
+
+
+class UpstreamError(Exception):
+    """Base of the failures of an upstream connection that are not ``task-failed``."""
+
+
+class ConnectionLost(UpstreamError):
+    """The socket closed, or went silent, before the task ended."""
+
+
+class HandshakeRejected(UpstreamError):
+    """The service refused the WebSocket upgrade (401/403: our credentials)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"upstream refused the WebSocket handshake with HTTP {status}")
+        self.status = status
+
+    @property
+    def is_auth_failure(self) -> bool:
+        return self.status in (401, 403)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to open synthesizer connections."""
+
+    url: str
+    api_key: str = field(repr=False)
+    connect_timeout_s: float = 5.0
+    task_start_timeout_s: float = 10.0
+    """The SDK waits 10 s for task-started [SRC]."""
+    frame_timeout_s: float = 30.0
+    """Longest silence tolerated inside a task before the connection counts as lost."""
+    ping_interval_s: float | None = 20.0
+    ping_timeout_s: float | None = 20.0
+    close_timeout_s: float = 2.0
+    receive_queue_frames: int = 16
+    """Frames buffered ahead of a slow reader; past it TCP pushes back on the upstream."""
+
+
+class Synthesizer:
+    """A connected socket; not safe for concurrent tasks (the pool guarantees that)."""
+
+    def __init__(self, ws: ClientConnection, endpoint: Endpoint) -> None:
+        self._ws = ws
+        self._endpoint = endpoint
+        self._busy = False
+        self._broken = False
+        self.tasks_finished = 0
+
+    @classmethod
+    async def connect(cls, endpoint: Endpoint) -> Synthesizer:
+        """Open and upgrade a socket. Raises :class:`HandshakeRejected` or ``OSError``."""
+        try:
+            ws = await connect(
+                endpoint.url,
+                additional_headers={"Authorization": f"Bearer {endpoint.api_key}"},
+                user_agent_header=USER_AGENT,
+                compression=None,  # the SDK negotiates no extensions [OBS §1.2]
+                proxy=None,
+                open_timeout=endpoint.connect_timeout_s,
+                ping_interval=endpoint.ping_interval_s,
+                ping_timeout=endpoint.ping_timeout_s,
+                close_timeout=endpoint.close_timeout_s,
+                max_queue=endpoint.receive_queue_frames,
+            )
+        except InvalidStatus as exc:
+            raise HandshakeRejected(exc.response.status_code) from None
+        return cls(ws, endpoint)
+
+    @property
+    def is_open(self) -> bool:
+        """False once the socket closed or a task left it in an unknown state."""
+        return not self._broken and self._ws.state is State.OPEN
+
+    async def close(self) -> None:
+        self._broken = True
+        await self._ws.close()
+
+    async def run(self, task: SynthesisTask, text: str) -> AsyncIterator[bytes]:
+        """Run ``task`` with ``text``, yielding audio as each frame arrives.
+
+        Returns normally only after ``task-finished`` (``task.state`` is then
+        ``FINISHED``). Raises :class:`~voxgate.tts.protocol.TaskFailure`,
+        :class:`ConnectionLost` or :class:`~voxgate.tts.protocol.ProtocolError`;
+        after any of those, or if the caller stops iterating early, the socket
+        is marked broken and must be closed, not reused.
+        """
+        if self._busy:
+            raise ProtocolError("a task is already running on this connection")
+        self._busy = True
+        try:
+            await self._send(task.run_task())
+            await self._await_started(task)
+            # Like the SDK's call(): all text in one continue-task, then finish-task
+            # at once, so the 23 s inter-message limit can never trip [DOC §1.10].
+            await self._send(task.continue_task(text))
+            await self._send(task.finish_task())
+            while True:
+                frame = await self._recv()
+                if isinstance(frame, bytes):
+                    yield task.receive_audio(frame).data
+                elif isinstance(task.receive_text(frame), TaskFinished):
+                    self.tasks_finished += 1
+                    return
+        finally:
+            self._busy = False
+            if task.state is not TaskState.FINISHED:
+                self._broken = True
+
+    async def _await_started(self, task: SynthesisTask) -> None:
+        try:
+            async with asyncio.timeout(self._endpoint.task_start_timeout_s):
+                while True:
+                    frame = await self._recv()
+                    if isinstance(frame, bytes):
+                        raise ProtocolError("audio before task-started")
+                    if isinstance(task.receive_text(frame), TaskStarted):
+                        return
+        except TimeoutError:
+            raise ConnectionLost(
+                f"no task-started within {self._endpoint.task_start_timeout_s:.3g}s"
+            ) from None
+
+    async def _send(self, frame: str) -> None:
+        try:
+            await self._ws.send(frame)
+        except ConnectionClosed as exc:
+            raise ConnectionLost(f"upstream connection closed while sending: {_describe(exc)}") from None
+
+    async def _recv(self) -> str | bytes:
+        try:
+            async with asyncio.timeout(self._endpoint.frame_timeout_s):
+                return await self._ws.recv()
+        except ConnectionClosed as exc:
+            raise ConnectionLost(f"upstream connection closed mid-task: {_describe(exc)}") from None
+        except TimeoutError:
+            raise ConnectionLost(f"upstream sent nothing for {self._endpoint.frame_timeout_s:.3g}s") from None
+
+
+def _describe(exc: ConnectionClosed) -> str:
+    if exc.rcvd is None:
+        return "no close frame (connection dropped)"
+    reason = f" {exc.rcvd.reason!r}" if exc.rcvd.reason else ""
+    return f"close code {exc.rcvd.code}{reason}"
+
