@@ -1,0 +1,291 @@
+"""Frozen, validated settings read from environment variables and command-line flags.
+
+Every setting is declared once in :data:`OPTIONS` with its environment variable,
+its flag, its default and its meaning; the CLI, the README table and the Helm
+chart's tests all read that one list. Errors name the variable (or flag) and say
+what was wrong, and :func:`load` checks everything at start, not at first use.
+
+The API key is read from ``DASHSCOPE_API_KEY`` only (never a flag, so it cannot
+leak through ``ps``) and is held in a :class:`Secret` that never prints itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from voxgate.tts.pool import PoolConfig
+
+API_KEY_ENV = "DASHSCOPE_API_KEY"
+DEFAULT_WS_URL = "wss://dashscope.aliyuncs.com/api-ws/v1/inference"
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message starts with the variable or flag at fault."""
+
+
+class Secret:
+    """A string that does not print itself. Call :meth:`reveal` where it is really needed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ``voxgate serve`` needs. Build it with :func:`load`."""
+
+    listen: str = "127.0.0.1:50051"
+    ws_url: str = DEFAULT_WS_URL
+    default_model: str = "cosyvoice-v3-flash"
+    default_voice: str = "longanyang"
+    pool_max_size: int = 16
+    pool_min_idle: int | None = None
+    pool_ready_min: int | None = None
+    pool_max_concurrent_connects: int = 4
+    pool_acquire_timeout_s: float = 5.0
+    pool_max_idle_s: float = 50.0
+    pool_max_lifetime_s: float = 600.0
+    connect_timeout_s: float = 5.0
+    task_start_timeout_s: float = 10.0
+    frame_timeout_s: float = 30.0
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    max_attempts: int = 3
+    drain_grace_s: float = 20.0
+    log_level: str = "INFO"
+    dev_upstream_rtf: float = 0.0
+    api_key: Secret | None = None
+
+    @property
+    def embedded_upstream(self) -> bool:
+        """No key: serve on the embedded local upstream instead of DashScope."""
+        return self.api_key is None
+
+    def pool_config(self) -> PoolConfig:
+        return PoolConfig(
+            max_size=self.pool_max_size,
+            min_idle=self.pool_min_idle,
+            ready_min=self.pool_ready_min,
+            max_concurrent_connects=self.pool_max_concurrent_connects,
+            acquire_timeout_s=self.pool_acquire_timeout_s,
+            connect_timeout_s=self.connect_timeout_s,
+            max_idle_s=self.pool_max_idle_s,
+            max_lifetime_s=self.pool_max_lifetime_s,
+        )
+
+
+# --- parsers ------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be an integer >= 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be an integer >= 0")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a number of seconds > 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("must be a number >= 0")
+    return value
+
+
+def _listen_address(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:50051 or [::]:50051 (port 0 picks a free one)")
+    return text
+
+
+def _ws_url(text: str) -> str:
+    if not text.startswith(("ws://", "wss://")):
+        raise ValueError("must start with ws:// or wss://")
+    return text
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text.strip()
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: where it comes from, how it is parsed, what it means."""
+
+    field: str
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("listen", "VOXGATE_LISTEN", _listen_address, "gRPC listen address HOST:PORT"),
+    Option(
+        "ws_url",
+        "DASHSCOPE_WEBSOCKET_BASE_URL",
+        _ws_url,
+        "DashScope duplex WebSocket URL (Singapore: wss://dashscope-intl.aliyuncs.com/api-ws/v1/inference);"
+        " ignored on the embedded upstream",
+    ),
+    Option("default_model", "VOXGATE_DEFAULT_MODEL", _non_empty, "model used when a request names none"),
+    Option("default_voice", "VOXGATE_DEFAULT_VOICE", _non_empty, "voice used when a request names none"),
+    Option("pool_max_size", "VOXGATE_POOL_MAX_SIZE", _positive_int, "most upstream connections open at once"),
+    Option(
+        "pool_min_idle",
+        "VOXGATE_POOL_MIN_IDLE",
+        _non_negative_int,
+        "idle connections kept open ahead of demand (default: pool max size)",
+    ),
+    Option(
+        "pool_ready_min",
+        "VOXGATE_POOL_READY_MIN",
+        _non_negative_int,
+        "open connections needed before health reports SERVING (default: pool min idle)",
+    ),
+    Option(
+        "pool_max_concurrent_connects",
+        "VOXGATE_POOL_MAX_CONCURRENT_CONNECTS",
+        _positive_int,
+        "connects in flight at once while warming or refilling (a ramp, not a herd)",
+    ),
+    Option(
+        "pool_acquire_timeout_s",
+        "VOXGATE_POOL_ACQUIRE_TIMEOUT_S",
+        _positive_seconds,
+        "longest wait for a free connection before RESOURCE_EXHAUSTED",
+    ),
+    Option(
+        "pool_max_idle_s",
+        "VOXGATE_POOL_MAX_IDLE_S",
+        _positive_seconds,
+        "idle connections older than this are replaced, not lent (DashScope drops idle sockets at 60 s)",
+    ),
+    Option(
+        "pool_max_lifetime_s",
+        "VOXGATE_POOL_MAX_LIFETIME_S",
+        _positive_seconds,
+        "connections are replaced after this age, less up to 10 % random jitter",
+    ),
+    Option("connect_timeout_s", "VOXGATE_CONNECT_TIMEOUT_S", _positive_seconds, "TCP+TLS+WebSocket handshake limit"),
+    Option(
+        "task_start_timeout_s",
+        "VOXGATE_TASK_START_TIMEOUT_S",
+        _positive_seconds,
+        "longest wait for task-started after run-task",
+    ),
+    Option(
+        "frame_timeout_s",
+        "VOXGATE_FRAME_TIMEOUT_S",
+        _positive_seconds,
+        "longest upstream silence inside a task before the connection counts as lost",
+    ),
+    Option("ping_interval_s", "VOXGATE_PING_INTERVAL_S", _positive_seconds, "WebSocket keepalive ping interval"),
+    Option(
+        "ping_timeout_s",
+        "VOXGATE_PING_TIMEOUT_S",
+        _positive_seconds,
+        "a connection whose pong is this late is closed",
+    ),
+    Option(
+        "max_attempts",
+        "VOXGATE_MAX_ATTEMPTS",
+        _positive_int,
+        "upstream attempts per request; retries happen only before any audio was sent",
+    ),
+    Option(
+        "drain_grace_s",
+        "VOXGATE_DRAIN_GRACE_S",
+        _non_negative_float,
+        "on SIGTERM, how long in-flight streams may run before they are cancelled",
+    ),
+    Option("log_level", "VOXGATE_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    Option(
+        "dev_upstream_rtf",
+        "VOXGATE_DEV_UPSTREAM_RTF",
+        _non_negative_float,
+        "embedded upstream only: real-time factor of the audio pacing (0 = as fast as produced)",
+    ),
+)
+
+
+def load(environ: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Settings:
+    """Build :class:`Settings` from ``environ``, overridden by non-None ``flags`` (by field).
+
+    Raises :class:`ConfigError` naming the variable or flag at fault.
+    """
+    flags = flags or {}
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw, source = flags.get(option.field), option.flag
+        if raw is None:
+            raw, source = environ.get(option.env), option.env
+        if raw is None or raw == "":
+            continue
+        try:
+            values[option.field] = option.parse(raw)
+        except ValueError as exc:
+            reason = str(exc) if not str(exc).startswith(("invalid literal", "could not convert")) else ""
+            raise ConfigError(f"{source}: {reason or 'not a valid number'} (got {raw!r})") from None
+    key = environ.get(API_KEY_ENV, "").strip()
+    if key:
+        values["api_key"] = Secret(key)
+    settings = Settings(**values)
+    _check_relations(settings)
+    return settings
+
+
+def _check_relations(settings: Settings) -> None:
+    try:
+        settings.pool_config()
+    except ValueError as exc:
+        raise ConfigError(f"pool settings (VOXGATE_POOL_*): {exc}") from None
+
+
+def describe(settings: Settings) -> dict[str, object]:
+    """Settings as a plain dict for logs; the key appears only as set/unset."""
+    out: dict[str, object] = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    out["api_key"] = "set" if settings.api_key else "unset (embedded upstream)"
+    return out
+
+
+__all__ = ["API_KEY_ENV", "OPTIONS", "ConfigError", "Option", "Secret", "Settings", "describe", "load"]
