@@ -1,0 +1,82 @@
+"""The one place where failures become gRPC status codes.
+
+:func:`classify` turns any exception of the synthesis path into a
+:class:`Failure`: the status code, a message for the caller, trailing metadata
+that keeps the upstream's own code, message and task id, and whether another
+attempt on a fresh connection could succeed (used only before the first byte).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from voxgate.tts.pool import ConnectFailed, PoolClosed, PoolTimeout
+from voxgate.tts.protocol import ERROR_INVALID_ACTION_RUN_TASK, ERROR_RATE_LIMITED, ProtocolError, TaskFailure
+from voxgate.tts.synthesizer import ConnectionLost, HandshakeRejected
+
+MD_UPSTREAM_CODE = "voxgate-upstream-code"
+MD_UPSTREAM_MESSAGE = "voxgate-upstream-message"
+MD_TASK_ID = "voxgate-task-id"
+MD_AUDIO_BYTES_SENT = "voxgate-audio-bytes-sent"
+
+_CREDENTIAL_CODES = ("InvalidApiKey", "AccessDenied", "Arrearage", "Unauthorized")
+_ARGUMENT_CODES = ("InvalidParameter", "InvalidInput", "DataInspectionFailed", "BadRequest")
+_TRANSIENT_CODES = ("InternalError", "ServiceUnavailable", "ModelServingError", "RequestTimeOut")
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    code: grpc.StatusCode
+    message: str
+    metadata: tuple[tuple[str, str], ...] = ()
+    retryable: bool = False
+
+
+def classify(exc: BaseException) -> Failure:
+    """Map a synthesis failure to its status. Unknown exceptions become INTERNAL."""
+    if isinstance(exc, TaskFailure):
+        return _task_failure(exc)
+    if isinstance(exc, PoolTimeout):
+        return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, f"all upstream connections busy: {exc}")
+    if isinstance(exc, PoolClosed):
+        return Failure(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another instance")
+    if isinstance(exc, ConnectFailed):
+        cause = exc.__cause__
+        if isinstance(cause, HandshakeRejected) and cause.is_auth_failure:
+            # The caller's request is fine; voxgate's own configuration is not. UNAUTHENTICATED
+            # would blame the caller's credentials, so FAILED_PRECONDITION it is.
+            return Failure(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"upstream rejected voxgate's credentials (HTTP {cause.status}); check DASHSCOPE_API_KEY",
+            )
+        return Failure(grpc.StatusCode.UNAVAILABLE, str(exc), retryable=True)
+    if isinstance(exc, ConnectionLost):
+        return Failure(grpc.StatusCode.UNAVAILABLE, str(exc), retryable=True)
+    if isinstance(exc, ProtocolError):
+        return Failure(grpc.StatusCode.INTERNAL, f"upstream protocol violation: {exc}", retryable=True)
+    if isinstance(exc, TimeoutError):
+        return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+    return Failure(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+
+def _task_failure(exc: TaskFailure) -> Failure:
+    metadata = (
+        (MD_UPSTREAM_CODE, exc.code),
+        (MD_UPSTREAM_MESSAGE, exc.message),
+        (MD_TASK_ID, exc.task_id),
+    )
+    text = f"upstream task failed: {exc.code}: {exc.message}"
+    if exc.code.startswith("Throttling") or exc.message == ERROR_RATE_LIMITED:
+        return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, text, metadata, retryable=True)
+    if exc.message == ERROR_INVALID_ACTION_RUN_TASK:
+        # Our bug, not the caller's: a connection was reused mid-task. A fresh one works.
+        return Failure(grpc.StatusCode.INTERNAL, text, metadata, retryable=True)
+    if exc.code.startswith(_CREDENTIAL_CODES):
+        return Failure(grpc.StatusCode.FAILED_PRECONDITION, text, metadata)
+    if exc.code.startswith(_ARGUMENT_CODES):
+        return Failure(grpc.StatusCode.INVALID_ARGUMENT, text, metadata)
+    if exc.code.startswith(_TRANSIENT_CODES):
+        return Failure(grpc.StatusCode.UNAVAILABLE, text, metadata, retryable=True)
+    return Failure(grpc.StatusCode.UNKNOWN, text, metadata)

@@ -1,0 +1,172 @@
+"""The SpeechService servicer: validate, borrow, stream, summarise, map errors.
+
+No socket code lives here; the pool lends :class:`~voxgate.tts.synthesizer.Synthesizer`
+connections and :mod:`voxgate.service.errors` decides every status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from voxgate.service.errors import MD_AUDIO_BYTES_SENT, Failure, classify
+from voxgate.service.validation import WIRE_TO_FORMAT, Defaults, InvalidRequest, synthesis_params
+from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
+from voxgate.tts.pool import Lease, Pool
+from voxgate.tts.protocol import SynthesisParams, SynthesisTask
+from voxgate.tts.synthesizer import Synthesizer
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF_INITIAL_S = 0.05
+RETRY_BACKOFF_MAX_S = 1.0
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What one RPC has done so far, across attempts."""
+
+    rpc_started: float
+    attempts: int = 0
+    audio_bytes: int = 0
+    audio_chunks: int = 0
+    first_packet_at: float | None = None
+
+
+class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
+    """Serves ``voxgate.speech.v1.SpeechService`` from a pool of synthesizers."""
+
+    def __init__(self, pool: Pool[Synthesizer], defaults: Defaults, *, max_attempts: int) -> None:
+        self._pool = pool
+        self._defaults = defaults
+        self._max_attempts = max_attempts
+        self.draining = False
+
+    async def Synthesize(  # type: ignore[override]  # writes with context.write (see below)
+        self,
+        request: speech_pb2.SynthesizeRequest,
+        context: grpc.aio.ServicerContext[speech_pb2.SynthesizeRequest, speech_pb2.SynthesizeResponse],
+    ) -> None:
+        # A coroutine with context.write() rather than an async generator: a client
+        # cancel then raises CancelledError right here, so the lease is dropped at once
+        # instead of whenever the abandoned generator is finalised.
+        progress = _Progress(rpc_started=time.perf_counter())
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another instance")
+        try:
+            params = synthesis_params(request, self._defaults)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+        while True:
+            progress.attempts += 1
+            try:
+                summary = await self._attempt(params, request.text, context, progress)
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception as exc:
+                failure = classify(exc)
+                delay_s = self._retry_delay(failure, progress, context)
+                if delay_s is None:
+                    await self._fail(context, failure, progress)
+                log.info("attempt %d failed before any audio (%s); retrying", progress.attempts, failure.message)
+                await asyncio.sleep(delay_s)
+                continue
+            await context.write(speech_pb2.SynthesizeResponse(summary=summary))
+            return
+
+    async def _attempt(
+        self,
+        params: SynthesisParams,
+        text: str,
+        context: grpc.aio.ServicerContext[speech_pb2.SynthesizeRequest, speech_pb2.SynthesizeResponse],
+        progress: _Progress,
+    ) -> speech_pb2.SynthesisSummary:
+        async with self._pool.lease(self._acquire_timeout(context)) as lease:
+            task = SynthesisTask(params)
+            task_started = time.perf_counter()
+            upstream_first_packet_s = 0.0
+            async for audio in lease.conn.run(task, text):
+                if progress.first_packet_at is None:
+                    progress.first_packet_at = time.perf_counter()
+                    upstream_first_packet_s = progress.first_packet_at - task_started
+                progress.audio_bytes += len(audio)
+                progress.audio_chunks += 1
+                await context.write(speech_pb2.SynthesizeResponse(audio=audio))
+            # task-finished arrived: the connection is clean and goes back as we leave.
+            lease.mark_reusable()
+        return self._summary(params, task, lease, progress, upstream_first_packet_s)
+
+    def _acquire_timeout(self, context: grpc.aio.ServicerContext[object, object]) -> float | None:
+        remaining = context.time_remaining()
+        if remaining is None:
+            return None
+        return min(remaining, self._pool.config.acquire_timeout_s)
+
+    def _retry_delay(
+        self,
+        failure: Failure,
+        progress: _Progress,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up now."""
+        if not failure.retryable or progress.audio_bytes or progress.attempts >= self._max_attempts:
+            return None
+        ceiling = min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_INITIAL_S * 2 ** (progress.attempts - 1))
+        delay_s = random.uniform(ceiling / 2, ceiling)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= delay_s:
+            return None
+        return delay_s
+
+    async def _fail(
+        self,
+        context: grpc.aio.ServicerContext[object, object],
+        failure: Failure,
+        progress: _Progress,
+    ) -> None:
+        code, message = failure.code, failure.message
+        if progress.audio_bytes:
+            # Never a silent short clip: say what was delivered before the break.
+            code = grpc.StatusCode.UNAVAILABLE if failure.retryable else failure.code
+            message = (
+                f"audio stream interrupted after {progress.audio_bytes} bytes in"
+                f" {progress.audio_chunks} chunks; the clip is incomplete: {failure.message}"
+            )
+        elif progress.attempts > 1:
+            message = f"{message} (after {progress.attempts} attempts)"
+        log.warning("Synthesize failed: %s %s", code.name, message)
+        context.set_trailing_metadata((*failure.metadata, (MD_AUDIO_BYTES_SENT, str(progress.audio_bytes))))
+        await context.abort(code, message)
+
+    def _summary(
+        self,
+        params: SynthesisParams,
+        task: SynthesisTask,
+        lease: Lease[Synthesizer],
+        progress: _Progress,
+        upstream_first_packet_s: float,
+    ) -> speech_pb2.SynthesisSummary:
+        first_packet_ms = (
+            (progress.first_packet_at - progress.rpc_started) * 1000 if progress.first_packet_at is not None else 0.0
+        )
+        return speech_pb2.SynthesisSummary(
+            task_id=task.task_id,
+            request_id=task.request_id,
+            first_packet_delay_ms=first_packet_ms,
+            upstream_first_packet_delay_ms=upstream_first_packet_s * 1000,
+            pool_wait_ms=lease.wait_s * 1000,
+            connection_reused=lease.reused,
+            connection_age_ms=lease.age_s * 1000,
+            characters=task.characters or 0,
+            audio_bytes=progress.audio_bytes,
+            audio_chunks=progress.audio_chunks,
+            attempts=progress.attempts,
+            format=WIRE_TO_FORMAT[params.format],
+            sample_rate=params.sample_rate,
+        )
