@@ -1,0 +1,400 @@
+"""Pool bookkeeping through its public surface, with in-memory connections.
+
+Time-based rules (idle, lifetime) run on an injected clock; ordering is driven by
+gates (asyncio.Event), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from voxgate.tts.pool import (
+    EVICT_CLOSED,
+    EVICT_DISCARDED,
+    EVICT_IDLE,
+    EVICT_LIFETIME,
+    EVICT_SHUTDOWN,
+    ConnectFailed,
+    ConnectionEvicted,
+    ConnectionFailed,
+    LeaseGranted,
+    Pool,
+    PoolClosed,
+    PoolConfig,
+    PoolEvent,
+    PoolTimeout,
+)
+
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Conn:
+    id: int = field(default_factory=lambda: next(_ids))
+    open: bool = True
+
+
+class Upstream:
+    """Opens in-memory connections; a gate can hold connects, a flag can fail them."""
+
+    def __init__(self) -> None:
+        self.opened: list[Conn] = []
+        self.closed: list[Conn] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.fail_with: Exception | None = None
+        self.attempts = 0
+        self._closed_changed = asyncio.Event()
+
+    async def connect(self) -> Conn:
+        self.attempts += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await self.gate.wait()
+            if self.fail_with is not None:
+                raise self.fail_with
+            conn = Conn()
+            self.opened.append(conn)
+            return conn
+        finally:
+            self.in_flight -= 1
+
+    async def close(self, conn: Conn) -> None:
+        conn.open = False
+        self.closed.append(conn)
+        self._closed_changed.set()
+
+    async def wait_closed(self, conn: Conn) -> None:
+        """Return once the pool has closed ``conn`` (closing runs in the background)."""
+        async with asyncio.timeout(1):
+            while conn not in self.closed:
+                self._closed_changed.clear()
+                await self._closed_changed.wait()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def upstream() -> Upstream:
+    return Upstream()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make_pool(upstream: Upstream, clock: Clock | None = None, events: list[PoolEvent] | None = None, **config: object) -> Pool[Conn]:
+    settings: dict[str, object] = {"max_size": 2, "acquire_timeout_s": 5.0, "backoff_initial_s": 60.0, "backoff_max_s": 60.0}
+    settings.update(config)
+    return Pool(
+        connect=upstream.connect,
+        close=upstream.close,
+        is_open=lambda conn: conn.open,
+        config=PoolConfig(**settings),  # type: ignore[arg-type]
+        listeners=[events.append] if events is not None else (),
+        clock=clock or Clock(),
+    )
+
+
+@pytest.fixture
+async def pool(upstream: Upstream, clock: Clock) -> AsyncIterator[Pool[Conn]]:
+    pool = make_pool(upstream, clock)
+    pool.start()
+    await pool.wait_ready()
+    yield pool
+    await pool.close()
+
+
+# --- sizing and prewarm ------------------------------------------------------------------------
+
+
+async def test_prewarm_opens_min_idle_with_bounded_concurrent_connects(upstream: Upstream) -> None:
+    upstream.gate.clear()
+    pool = make_pool(upstream, max_size=10, max_concurrent_connects=3)
+    pool.start()
+    await asyncio.sleep(0)  # let the connect tasks reach the gate
+    assert upstream.in_flight == 3
+    assert not pool.ready
+    upstream.gate.set()
+    await pool.wait_ready()
+    assert len(upstream.opened) == 10
+    assert upstream.max_in_flight == 3
+    assert repr(pool) == "<Pool idle=10 in_use=0 connecting=0 pending=0 max=10>"
+    await pool.close()
+
+
+async def test_ready_min_below_min_idle_readies_early(upstream: Upstream) -> None:
+    pool = make_pool(upstream, max_size=4, min_idle=4, ready_min=1, max_concurrent_connects=1)
+    pool.start()
+    await pool.wait_ready()
+    assert pool.stats().idle >= 1
+    await pool.close()
+
+
+def test_config_rejects_inconsistent_sizes() -> None:
+    with pytest.raises(ValueError, match="min_idle"):
+        PoolConfig(max_size=2, min_idle=3)
+    with pytest.raises(ValueError, match="max_size"):
+        PoolConfig(max_size=0)
+    with pytest.raises(ValueError, match="acquire_timeout_s"):
+        PoolConfig(acquire_timeout_s=0)
+
+
+# --- return discipline --------------------------------------------------------------------------
+
+
+async def test_clean_connection_is_reused(pool: Pool[Conn], upstream: Upstream) -> None:
+    async with pool.lease() as first:
+        assert not first.reused
+        first.mark_reusable()
+    seen = {first.conn.id}
+    async with pool.lease() as second:
+        second.mark_reusable()
+    async with pool.lease() as third:
+        third.mark_reusable()
+    seen |= {second.conn.id, third.conn.id}
+    assert third.reused and third.conn is first.conn  # FIFO: both connections take turns
+    assert seen == {c.id for c in upstream.opened} and len(upstream.opened) == 2
+    stats = pool.stats()
+    assert (stats.leases, stats.reused_leases, stats.created) == (3, 1, 2)
+
+
+async def test_connection_not_marked_reusable_is_closed_and_replaced(pool: Pool[Conn], upstream: Upstream) -> None:
+    async with pool.lease() as lease:
+        pass
+    await upstream.wait_closed(lease.conn)
+    await pool.wait_ready()
+    assert pool.stats().evicted == {EVICT_DISCARDED: 1}
+    assert len(upstream.opened) == 3
+
+
+async def test_error_inside_the_lease_discards_the_connection(pool: Pool[Conn], upstream: Upstream) -> None:
+    with pytest.raises(RuntimeError):
+        async with pool.lease() as lease:
+            raise RuntimeError("task failed")
+    await upstream.wait_closed(lease.conn)
+    async with pool.lease() as other:
+        assert other.conn is not lease.conn
+
+
+async def test_mark_reusable_survives_a_later_error(pool: Pool[Conn], upstream: Upstream) -> None:
+    # The task ended cleanly; failing to tell the client afterwards does not dirty the socket.
+    with pytest.raises(ConnectionResetError):
+        async with pool.lease() as lease:
+            lease.mark_reusable()
+            raise ConnectionResetError("client went away")
+    assert lease.conn not in upstream.closed
+    assert pool.stats().idle == 2
+
+
+async def test_release_twice_is_harmless(pool: Pool[Conn]) -> None:
+    lease = await pool.acquire()
+    lease.mark_reusable()
+    pool.release(lease)
+    pool.release(lease)
+    assert pool.stats().idle == 2 and pool.stats().in_use == 0
+
+
+# --- borrow checks ------------------------------------------------------------------------------
+
+
+async def test_closed_idle_connection_is_never_lent(pool: Pool[Conn], upstream: Upstream) -> None:
+    upstream.opened[0].open = False  # the peer hung up while it sat idle
+    async with pool.lease() as lease:
+        assert lease.conn is upstream.opened[1]
+        lease.mark_reusable()
+    assert pool.stats().evicted == {EVICT_CLOSED: 1}
+
+
+@pytest.mark.parametrize(("advance_s", "reason"), [(50.0, EVICT_IDLE), (600.0, EVICT_LIFETIME)])
+async def test_expired_connections_are_replaced_not_lent(
+    upstream: Upstream, clock: Clock, advance_s: float, reason: str
+) -> None:
+    pool = make_pool(upstream, clock, max_size=1, max_idle_s=50.0, max_lifetime_s=600.0, lifetime_jitter=0.0)
+    pool.start()
+    await pool.wait_ready()
+    old = upstream.opened[0]
+    clock.now += advance_s
+    async with pool.lease() as lease:
+        assert lease.conn is not old and not lease.reused
+        lease.mark_reusable()
+    assert pool.stats().evicted == {reason: 1}
+    await pool.close()
+
+
+async def test_lifetime_jitter_spreads_expiry(upstream: Upstream, clock: Clock) -> None:
+    pool = make_pool(upstream, clock, max_size=8, max_lifetime_s=100.0, lifetime_jitter=0.5, max_idle_s=1000.0)
+    pool.start()
+    await pool.wait_ready()
+    clock.now += 75.0  # lifetimes lie in (50, 100]: some, not all, expired
+    leases = [await pool.acquire(timeout_s=1) for _ in range(8)]
+    evicted = pool.stats().evicted.get(EVICT_LIFETIME, 0)
+    assert 0 < evicted < 8
+    for lease in leases:
+        pool.release(lease)
+    await pool.close()
+
+
+# --- waiting --------------------------------------------------------------------------------------
+
+
+async def test_waiters_are_served_first_in_first_out(pool: Pool[Conn]) -> None:
+    held = [await pool.acquire(), await pool.acquire()]
+    order: list[str] = []
+
+    async def borrow(name: str) -> None:
+        async with pool.lease() as lease:
+            order.append(name)
+            lease.mark_reusable()
+
+    waiters = [asyncio.create_task(borrow(name)) for name in "abc"]
+    await asyncio.sleep(0)
+    assert pool.stats().pending == 3
+    for lease in held:
+        lease.mark_reusable()
+        pool.release(lease)
+    await asyncio.gather(*waiters)
+    assert order == ["a", "b", "c"]
+    stats = pool.stats()
+    assert stats.queued_leases == 3 and stats.created == 2
+
+
+async def test_acquire_times_out_with_pool_timeout(pool: Pool[Conn]) -> None:
+    held = [await pool.acquire(), await pool.acquire()]
+    with pytest.raises(PoolTimeout, match="no upstream connection free"):
+        await pool.acquire(timeout_s=0.01)
+    stats = pool.stats()
+    assert stats.timeouts == 1 and stats.pending == 0
+    for lease in held:
+        pool.release(lease)
+
+
+async def test_cancelled_waiter_loses_no_connection(pool: Pool[Conn]) -> None:
+    held = [await pool.acquire(), await pool.acquire()]
+    waiter = asyncio.create_task(pool.acquire())
+    await asyncio.sleep(0)
+    held[0].mark_reusable()
+    pool.release(held[0])  # handed to the waiter in this very tick...
+    waiter.cancel()  # ...which is cancelled before it resumes
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    stats = pool.stats()
+    assert (stats.idle, stats.in_use, stats.pending) == (1, 1, 0)
+    pool.release(held[1])
+
+
+async def test_lease_events_report_wait_and_reuse(upstream: Upstream) -> None:
+    events: list[PoolEvent] = []
+    pool = make_pool(upstream, events=events, max_size=1)
+    pool.start()
+    await pool.wait_ready()
+    async with pool.lease() as lease:
+        lease.mark_reusable()
+    async with pool.lease():
+        pass
+    grants = [e for e in events if isinstance(e, LeaseGranted)]
+    assert [g.reused for g in grants] == [False, True]
+    assert any(isinstance(e, ConnectionEvicted) and e.reason == EVICT_DISCARDED for e in events)
+    await pool.close()
+
+
+# --- connect failures -----------------------------------------------------------------------------
+
+
+async def test_failed_connect_fails_the_oldest_waiter_then_fails_fast(upstream: Upstream) -> None:
+    upstream.fail_with = ConnectionRefusedError("refused")
+    pool = make_pool(upstream, max_size=2, min_idle=0)
+    pool.start()
+    with pytest.raises(ConnectFailed, match="refused") as info:
+        await pool.acquire()
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+    attempts = upstream.attempts
+    # Backing off (60 s here): no new connect is tried for the next caller, it fails at once.
+    with pytest.raises(ConnectFailed, match="unreachable"):
+        await pool.acquire()
+    assert upstream.attempts == attempts
+    assert pool.last_connect_error is not None
+    await pool.close()
+
+
+async def test_connect_timeout_counts_as_a_failure(upstream: Upstream) -> None:
+    upstream.gate.clear()
+    pool = make_pool(upstream, max_size=1, min_idle=0, connect_timeout_s=0.01)
+    pool.start()
+    with pytest.raises(ConnectFailed, match="timed out"):
+        await pool.acquire()
+    assert pool.stats().connect_failures == 1
+    await pool.close()
+
+
+async def test_backoff_grows_and_success_resets_it(upstream: Upstream) -> None:
+    backoffs: list[float] = []
+    four_failures = asyncio.Event()
+
+    def on_event(event: PoolEvent) -> None:
+        if isinstance(event, ConnectionFailed):
+            backoffs.append(event.backoff_s)
+            if len(backoffs) == 4:
+                four_failures.set()
+
+    pool = Pool(
+        connect=upstream.connect,
+        close=upstream.close,
+        is_open=lambda conn: conn.open,
+        config=PoolConfig(max_size=1, backoff_initial_s=0.001, backoff_max_s=0.004),
+        listeners=[on_event],
+    )
+    upstream.fail_with = OSError("down")
+    pool.start()
+    await asyncio.wait_for(four_failures.wait(), 5)
+    # Equal jitter: each wait lies in [ceiling/2, ceiling], ceilings 1, 2, 4, 4 ms.
+    for backoff, ceiling in zip(backoffs, (0.001, 0.002, 0.004, 0.004), strict=False):
+        assert ceiling / 2 <= backoff <= ceiling
+    upstream.fail_with = None
+    await pool.wait_ready()
+    assert pool.last_connect_error is None
+    await pool.close()
+
+
+# --- shutdown ---------------------------------------------------------------------------------------
+
+
+async def test_close_refuses_waiters_and_closes_everything(pool: Pool[Conn], upstream: Upstream) -> None:
+    held = [await pool.acquire(), await pool.acquire()]
+    waiter = asyncio.create_task(pool.acquire())
+    await asyncio.sleep(0)
+    await pool.close()
+    with pytest.raises(PoolClosed):
+        await waiter
+    with pytest.raises(PoolClosed):
+        await pool.acquire()
+    assert all(not conn.open for conn in upstream.opened)
+    assert pool.stats().evicted == {EVICT_SHUTDOWN: 2}
+    for lease in held:
+        pool.release(lease)  # the borrower finishing late is harmless
+
+
+async def test_close_waits_for_leases_within_grace(pool: Pool[Conn], upstream: Upstream) -> None:
+    lease = await pool.acquire()
+    closing = asyncio.create_task(pool.close(grace_s=5))
+    await asyncio.sleep(0)
+    assert lease.conn.open and not closing.done()
+    lease.mark_reusable()
+    pool.release(lease)
+    await closing
+    assert all(not conn.open for conn in upstream.opened)
