@@ -98,8 +98,15 @@ def clock() -> Clock:
     return Clock()
 
 
-def make_pool(upstream: Upstream, clock: Clock | None = None, events: list[PoolEvent] | None = None, **config: object) -> Pool[Conn]:
-    settings: dict[str, object] = {"max_size": 2, "acquire_timeout_s": 5.0, "backoff_initial_s": 60.0, "backoff_max_s": 60.0}
+def make_pool(
+    upstream: Upstream, clock: Clock | None = None, events: list[PoolEvent] | None = None, **config: object
+) -> Pool[Conn]:
+    settings: dict[str, object] = {
+        "max_size": 2,
+        "acquire_timeout_s": 5.0,
+        "backoff_initial_s": 60.0,
+        "backoff_max_s": 60.0,
+    }
     settings.update(config)
     return Pool(
         connect=upstream.connect,
@@ -171,10 +178,13 @@ async def test_clean_connection_is_reused(pool: Pool[Conn], upstream: Upstream) 
     assert third.reused and third.conn is first.conn  # FIFO: both connections take turns
     assert seen == {c.id for c in upstream.opened} and len(upstream.opened) == 2
     stats = pool.stats()
-    assert (stats.leases, stats.reused_leases, stats.created) == (3, 1, 2)
+    assert (stats.leases, stats.reused_leases, stats.warm_leases, stats.created) == (3, 1, 3, 2)
+    assert stats.reuse_ratio == 1.0  # prewarmed: no request paid a connect
 
 
-async def test_connection_not_marked_reusable_is_closed_and_replaced(pool: Pool[Conn], upstream: Upstream) -> None:
+async def test_connection_not_marked_reusable_is_closed_and_replaced(
+    pool: Pool[Conn], upstream: Upstream
+) -> None:
     async with pool.lease() as lease:
         pass
     await upstream.wait_closed(lease.conn)
@@ -238,7 +248,9 @@ async def test_expired_connections_are_replaced_not_lent(
 
 
 async def test_lifetime_jitter_spreads_expiry(upstream: Upstream, clock: Clock) -> None:
-    pool = make_pool(upstream, clock, max_size=8, max_lifetime_s=100.0, lifetime_jitter=0.5, max_idle_s=1000.0)
+    pool = make_pool(
+        upstream, clock, max_size=8, max_lifetime_s=100.0, lifetime_jitter=0.5, max_idle_s=1000.0
+    )
     pool.start()
     await pool.wait_ready()
     clock.now += 75.0  # lifetimes lie in (50, 100]: some, not all, expired
@@ -251,6 +263,19 @@ async def test_lifetime_jitter_spreads_expiry(upstream: Upstream, clock: Clock) 
 
 
 # --- waiting --------------------------------------------------------------------------------------
+
+
+async def test_a_lease_that_waited_for_a_connect_is_not_warm(upstream: Upstream) -> None:
+    upstream.gate.clear()
+    pool = make_pool(upstream, max_size=1)
+    pool.start()
+    waiting = asyncio.create_task(pool.acquire())
+    await asyncio.sleep(0)
+    upstream.gate.set()
+    lease = await waiting
+    assert pool.stats().warm_leases == 0 and pool.stats().reuse_ratio == 0.0
+    pool.release(lease)
+    await pool.close()
 
 
 async def test_waiters_are_served_first_in_first_out(pool: Pool[Conn]) -> None:
@@ -309,6 +334,9 @@ async def test_lease_events_report_wait_and_reuse(upstream: Upstream) -> None:
         pass
     grants = [e for e in events if isinstance(e, LeaseGranted)]
     assert [g.reused for g in grants] == [False, True]
+    assert [g.warm for g in grants] == [True, True]
+    async with pool.lease() as lease:  # the discarded connection's replacement
+        assert not lease.reused
     assert any(isinstance(e, ConnectionEvicted) and e.reason == EVICT_DISCARDED for e in events)
     await pool.close()
 

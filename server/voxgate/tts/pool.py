@@ -121,6 +121,9 @@ class ConnectionEvicted:
 class LeaseGranted:
     wait_s: float
     reused: bool
+    """The connection had already run a task."""
+    warm: bool
+    """The connection was open before the request asked: no connect on its path."""
     age_s: float
     queued: bool
 
@@ -155,6 +158,7 @@ class PoolStats:
     created: int
     connect_failures: int
     leases: int
+    warm_leases: int
     reused_leases: int
     queued_leases: int
     timeouts: int
@@ -164,8 +168,13 @@ class PoolStats:
 
     @property
     def reuse_ratio(self) -> float:
-        """Share of leases served by a connection that had already run a task."""
-        return self.reused_leases / self.leases if self.leases else 0.0
+        """Share of leases served by a connection already open when they asked.
+
+        That is, requests that paid no connect: what pooling is for. Prewarmed
+        connections count from their first lease; ``reused_leases`` counts only
+        connections that had already run a task.
+        """
+        return self.warm_leases / self.leases if self.leases else 0.0
 
 
 # --- the pool ------------------------------------------------------------------------------
@@ -177,6 +186,8 @@ class _Slot(Generic[C]):
     created_at: float
     expires_at: float
     idle_since: float
+    serial: int
+    """1 for the first connection the pool opened, 2 for the next, ..."""
     uses: int = 0
 
 
@@ -238,6 +249,7 @@ class Pool(Generic[C]):
         self._created = 0
         self._connect_failures = 0
         self._leases = 0
+        self._warm_leases = 0
         self._reused_leases = 0
         self._queued_leases = 0
         self._timeouts = 0
@@ -292,18 +304,23 @@ class Pool(Generic[C]):
         if self._closing:
             raise PoolClosed("pool is closing")
         started = self._clock()
+        opened_before = self._created
         slot = self._take_idle()
         queued = slot is None
         if slot is None:
             self._fail_fast_if_unreachable(started)
-            slot = await self._wait_for_slot(started, self.config.acquire_timeout_s if timeout_s is None else timeout_s)
+            slot = await self._wait_for_slot(
+                started, self.config.acquire_timeout_s if timeout_s is None else timeout_s
+            )
         now = self._clock()
         reused = slot.uses > 0
+        warm = slot.serial <= opened_before
         self._leases += 1
+        self._warm_leases += warm
         self._reused_leases += reused
         self._queued_leases += queued
         lease = Lease(slot.conn, reused, now - started, now - slot.created_at, slot)
-        self._emit(LeaseGranted(lease.wait_s, reused, lease.age_s, queued))
+        self._emit(LeaseGranted(lease.wait_s, reused, warm, lease.age_s, queued))
         return lease
 
     def release(self, lease: Lease[C]) -> None:
@@ -320,6 +337,7 @@ class Pool(Generic[C]):
             created=self._created,
             connect_failures=self._connect_failures,
             leases=self._leases,
+            warm_leases=self._warm_leases,
             reused_leases=self._reused_leases,
             queued_leases=self._queued_leases,
             timeouts=self._timeouts,
@@ -395,7 +413,9 @@ class Pool(Generic[C]):
         backing_off = self._clock() < self._next_connect_at
         if backing_off and not self._in_use and not self._connecting and self._last_connect_error:
             self._emit(LeaseRefused("unreachable", self._clock() - started))
-            raise ConnectFailed(f"upstream unreachable: {self._last_connect_error}") from self._last_connect_error
+            raise ConnectFailed(
+                f"upstream unreachable: {self._last_connect_error}"
+            ) from self._last_connect_error
 
     async def _wait_for_slot(self, started: float, timeout_s: float) -> _Slot[C]:
         waiter: asyncio.Future[_Slot[C]] = asyncio.get_running_loop().create_future()
@@ -421,9 +441,7 @@ class Pool(Generic[C]):
                     raise ConnectFailed(
                         f"no upstream connection within {timeout_s:.3g}s: {self._last_connect_error}"
                     ) from self._last_connect_error
-                raise PoolTimeout(
-                    f"no upstream connection free within {timeout_s:.3g}s ({self!r})"
-                ) from None
+                raise PoolTimeout(f"no upstream connection free within {timeout_s:.3g}s ({self!r})") from None
             raise
 
     def _release(self, lease: Lease[C]) -> None:
@@ -511,7 +529,7 @@ class Pool(Generic[C]):
         self._next_connect_at = 0.0
         self._emit(ConnectionOpened(now - started))
         lifetime = self.config.max_lifetime_s * (1 - self._rng.uniform(0, self.config.lifetime_jitter))
-        slot = _Slot(conn, created_at=now, expires_at=now + lifetime, idle_since=now)
+        slot = _Slot(conn, created_at=now, expires_at=now + lifetime, idle_since=now, serial=self._created)
         if self._closing:
             self._evict(slot, EVICT_SHUTDOWN)
             return
