@@ -206,7 +206,12 @@ OPTIONS: tuple[Option, ...] = (
         _positive_seconds,
         "connections are replaced after this age, less up to 10 % random jitter",
     ),
-    Option("connect_timeout_s", "VOXGATE_CONNECT_TIMEOUT_S", _positive_seconds, "TCP+TLS+WebSocket handshake limit"),
+    Option(
+        "connect_timeout_s",
+        "VOXGATE_CONNECT_TIMEOUT_S",
+        _positive_seconds,
+        "TCP+TLS+WebSocket handshake limit",
+    ),
     Option(
         "task_start_timeout_s",
         "VOXGATE_TASK_START_TIMEOUT_S",
@@ -219,7 +224,9 @@ OPTIONS: tuple[Option, ...] = (
         _positive_seconds,
         "longest upstream silence inside a task before the connection counts as lost",
     ),
-    Option("ping_interval_s", "VOXGATE_PING_INTERVAL_S", _positive_seconds, "WebSocket keepalive ping interval"),
+    Option(
+        "ping_interval_s", "VOXGATE_PING_INTERVAL_S", _positive_seconds, "WebSocket keepalive ping interval"
+    ),
     Option(
         "ping_timeout_s",
         "VOXGATE_PING_TIMEOUT_S",

@@ -11,6 +11,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 import grpc
 
@@ -22,6 +23,8 @@ from voxgate.tts.protocol import SynthesisParams, SynthesisTask
 from voxgate.tts.synthesizer import Synthesizer
 
 log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[speech_pb2.SynthesizeRequest, speech_pb2.SynthesizeResponse]
 
 RETRY_BACKOFF_INITIAL_S = 0.05
 RETRY_BACKOFF_MAX_S = 1.0
@@ -50,14 +53,16 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
     async def Synthesize(  # type: ignore[override]  # writes with context.write (see below)
         self,
         request: speech_pb2.SynthesizeRequest,
-        context: grpc.aio.ServicerContext[speech_pb2.SynthesizeRequest, speech_pb2.SynthesizeResponse],
+        context: Context,
     ) -> None:
         # A coroutine with context.write() rather than an async generator: a client
         # cancel then raises CancelledError right here, so the lease is dropped at once
         # instead of whenever the abandoned generator is finalised.
         progress = _Progress(rpc_started=time.perf_counter())
         if self.draining:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another instance")
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another instance"
+            )
         try:
             params = synthesis_params(request, self._defaults)
         except InvalidRequest as exc:
@@ -74,7 +79,9 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
                 delay_s = self._retry_delay(failure, progress, context)
                 if delay_s is None:
                     await self._fail(context, failure, progress)
-                log.info("attempt %d failed before any audio (%s); retrying", progress.attempts, failure.message)
+                log.info(
+                    "attempt %d failed before any audio (%s); retrying", progress.attempts, failure.message
+                )
                 await asyncio.sleep(delay_s)
                 continue
             await context.write(speech_pb2.SynthesizeResponse(summary=summary))
@@ -84,7 +91,7 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         self,
         params: SynthesisParams,
         text: str,
-        context: grpc.aio.ServicerContext[speech_pb2.SynthesizeRequest, speech_pb2.SynthesizeResponse],
+        context: Context,
         progress: _Progress,
     ) -> speech_pb2.SynthesisSummary:
         async with self._pool.lease(self._acquire_timeout(context)) as lease:
@@ -102,8 +109,8 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             lease.mark_reusable()
         return self._summary(params, task, lease, progress, upstream_first_packet_s)
 
-    def _acquire_timeout(self, context: grpc.aio.ServicerContext[object, object]) -> float | None:
-        remaining = context.time_remaining()
+    def _acquire_timeout(self, context: Context) -> float | None:
+        remaining = _time_remaining(context)
         if remaining is None:
             return None
         return min(remaining, self._pool.config.acquire_timeout_s)
@@ -112,24 +119,24 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         self,
         failure: Failure,
         progress: _Progress,
-        context: grpc.aio.ServicerContext[object, object],
+        context: Context,
     ) -> float | None:
         """Seconds to wait before the next attempt, or None to give up now."""
         if not failure.retryable or progress.audio_bytes or progress.attempts >= self._max_attempts:
             return None
         ceiling = min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_INITIAL_S * 2 ** (progress.attempts - 1))
         delay_s = random.uniform(ceiling / 2, ceiling)
-        remaining = context.time_remaining()
+        remaining = _time_remaining(context)
         if remaining is not None and remaining <= delay_s:
             return None
         return delay_s
 
     async def _fail(
         self,
-        context: grpc.aio.ServicerContext[object, object],
+        context: Context,
         failure: Failure,
         progress: _Progress,
-    ) -> None:
+    ) -> NoReturn:
         code, message = failure.code, failure.message
         if progress.audio_bytes:
             # Never a silent short clip: say what was delivered before the break.
@@ -153,7 +160,9 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         upstream_first_packet_s: float,
     ) -> speech_pb2.SynthesisSummary:
         first_packet_ms = (
-            (progress.first_packet_at - progress.rpc_started) * 1000 if progress.first_packet_at is not None else 0.0
+            (progress.first_packet_at - progress.rpc_started) * 1000
+            if progress.first_packet_at is not None
+            else 0.0
         )
         return speech_pb2.SynthesisSummary(
             task_id=task.task_id,
@@ -170,3 +179,9 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             format=WIRE_TO_FORMAT[params.format],
             sample_rate=params.sample_rate,
         )
+
+
+def _time_remaining(context: Context) -> float | None:
+    """Seconds to the caller's deadline; None without one (the stubs say float, grpc says None)."""
+    remaining: float | None = context.time_remaining()
+    return remaining

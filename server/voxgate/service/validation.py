@@ -100,7 +100,9 @@ def _sample_rate(rate: int, fmt: str) -> int:
         if rate == 0:
             return DEFAULT_OPUS_SAMPLE_RATE
         if rate not in OPUS_SAMPLE_RATES:
-            raise InvalidRequest("sample_rate", f"{rate} Hz is not supported for opus; use one of {OPUS_SAMPLE_RATES}")
+            raise InvalidRequest(
+                "sample_rate", f"{rate} Hz is not supported for opus; use one of {OPUS_SAMPLE_RATES}"
+            )
         return rate
     if rate == 0:
         return DEFAULT_SAMPLE_RATE
@@ -140,5 +142,7 @@ def _instruction(instruction: str) -> str:
 def _language_hints(hints: list[str]) -> tuple[str, ...]:
     for index, hint in enumerate(hints):
         if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", hint):
-            raise InvalidRequest(f"language_hints[{index}]", f"{hint!r} is not a language tag like 'en' or 'zh'")
+            raise InvalidRequest(
+                f"language_hints[{index}]", f"{hint!r} is not a language tag like 'en' or 'zh'"
+            )
     return tuple(hints)

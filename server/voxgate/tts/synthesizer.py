@@ -169,4 +169,3 @@ def _describe(exc: ConnectionClosed) -> str:
         return "no close frame (connection dropped)"
     reason = f" {exc.rcvd.reason!r}" if exc.rcvd.reason else ""
     return f"close code {exc.rcvd.code}{reason}"
-
