@@ -1,0 +1,156 @@
+"""Wiring and lifecycle: start the upstream pool, serve gRPC, drain, stop.
+
+``App.start`` returns once the server listens (health NOT_SERVING until the pool
+is warm); ``App.stop`` drains: health NOT_SERVING and new calls refused at once,
+in-flight streams given ``drain_grace_s`` to finish, then everything closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from voxgate.config import Settings
+from voxgate.devupstream import DevUpstream, UpstreamOptions
+from voxgate.service.speech import SpeechService
+from voxgate.service.validation import Defaults
+from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
+from voxgate.tts.pool import Pool
+from voxgate.tts.synthesizer import Endpoint, Synthesizer
+
+log = logging.getLogger(__name__)
+
+SPEECH_SERVICE = speech_pb2.DESCRIPTOR.services_by_name["SpeechService"].full_name
+
+
+class App:
+    """One voxgate server process. ``await start()``, then ``await stop()``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = 0
+        self.dev_upstream: DevUpstream | None = None
+        self._server: grpc.aio.Server | None = None
+        self._pool: Pool[Synthesizer] | None = None
+        self._health = health.aio.HealthServicer()
+        self._speech: SpeechService | None = None
+        self._readiness: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def pool(self) -> Pool[Synthesizer]:
+        if self._pool is None:
+            raise RuntimeError("app not started")
+        return self._pool
+
+    async def start(self) -> None:
+        settings = self.settings
+        endpoint = await self._endpoint()
+        self._pool = Pool(
+            connect=lambda: Synthesizer.connect(endpoint),
+            close=Synthesizer.close,
+            is_open=lambda synth: synth.is_open,
+            config=settings.pool_config(),
+        )
+        self._speech = SpeechService(
+            self._pool,
+            Defaults(model=settings.default_model, voice=settings.default_voice),
+            max_attempts=settings.max_attempts,
+        )
+        server = grpc.aio.server()
+        speech_pb2_grpc.add_SpeechServiceServicer_to_server(self._speech, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (
+                SPEECH_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        self.port = server.add_insecure_port(settings.listen)
+        if self.port == 0:
+            raise OSError(f"VOXGATE_LISTEN: cannot listen on {settings.listen}")
+        for service in ("", SPEECH_SERVICE):
+            await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await server.start()
+        self._server = server
+        self._pool.start()
+        self._readiness = asyncio.create_task(self._serve_when_warm())
+
+    @property
+    def address(self) -> str:
+        host = self.settings.listen.rpartition(":")[0]
+        return f"{host}:{self.port}"
+
+    async def _endpoint(self) -> Endpoint:
+        settings = self.settings
+        if settings.api_key is None:
+            # The embedded default: a loopback upstream with a key only we know.
+            api_key = "sk-local-" + secrets.token_hex(16)
+            self.dev_upstream = DevUpstream(UpstreamOptions(api_key=api_key, rtf=settings.dev_upstream_rtf))
+            await self.dev_upstream.start()
+            url = self.dev_upstream.ws_url
+            log.info("DASHSCOPE_API_KEY is not set: serving on the embedded local upstream at %s", url)
+        else:
+            api_key, url = settings.api_key.reveal(), settings.ws_url
+            log.info("upstream: %s", url)
+        return Endpoint(
+            url=url,
+            api_key=api_key,
+            connect_timeout_s=settings.connect_timeout_s,
+            task_start_timeout_s=settings.task_start_timeout_s,
+            frame_timeout_s=settings.frame_timeout_s,
+            ping_interval_s=settings.ping_interval_s,
+            ping_timeout_s=settings.ping_timeout_s,
+        )
+
+    async def _serve_when_warm(self) -> None:
+        await self.pool.wait_ready()
+        for service in ("", SPEECH_SERVICE):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info("pool warm (%r): SERVING", self.pool)
+
+    async def stop(self) -> None:
+        """Drain and close. Safe to call more than once."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        grace_s = self.settings.drain_grace_s
+        log.info("draining: up to %.1fs for in-flight calls", grace_s)
+        await self._health.enter_graceful_shutdown()
+        if self._speech is not None:
+            self._speech.draining = True
+        if self._readiness is not None:
+            self._readiness.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._readiness
+        if self._server is not None:
+            await self._server.stop(grace_s)
+        if self._pool is not None:
+            await self._pool.close()
+        if self.dev_upstream is not None:
+            await self.dev_upstream.stop()
+        log.info("stopped")
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then drain. Prints the listening address on stdout."""
+    app = App(settings)
+    try:
+        await app.start()
+        print(f"voxgate listening on {app.address}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await app.stop()

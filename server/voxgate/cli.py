@@ -1,0 +1,147 @@
+"""``voxgate serve | synth | dev-upstream``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import grpc
+
+from voxgate import __version__, config, logs
+from voxgate.speech.v1 import speech_pb2
+
+FORMATS = {
+    "pcm": speech_pb2.AUDIO_FORMAT_PCM,
+    "wav": speech_pb2.AUDIO_FORMAT_WAV,
+    "mp3": speech_pb2.AUDIO_FORMAT_MP3,
+    "opus": speech_pb2.AUDIO_FORMAT_OPUS,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler = args.handler
+    try:
+        result: int = handler(args)
+        return result
+    except config.ConfigError as exc:
+        print(f"voxgate: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voxgate",
+        description="gRPC gateway for DashScope speech synthesis, with a warm connection pool.",
+    )
+    parser.add_argument("--version", action="version", version=f"voxgate {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gRPC server (embedded local upstream when DASHSCOPE_API_KEY is unset)",
+        description="Every flag overrides the environment variable named in its help. "
+        f"The API key is read from {config.API_KEY_ENV} only.",
+    )
+    for option in config.OPTIONS:
+        serve.add_argument(
+            option.flag, dest=option.field, metavar="VALUE", help=f"{option.help} [{option.env}]"
+        )
+    serve.set_defaults(handler=_serve)
+
+    synth = commands.add_parser("synth", help="synthesize text through a running voxgate into an audio file")
+    synth.add_argument("text")
+    synth.add_argument("-o", "--output", default="out.wav", help="audio file to write (default: out.wav)")
+    synth.add_argument(
+        "--server", default="127.0.0.1:50051", help="voxgate address (default: 127.0.0.1:50051)"
+    )
+    synth.add_argument(
+        "--format", choices=sorted(FORMATS), help="audio format (default: from the file suffix)"
+    )
+    synth.add_argument("--sample-rate", type=int, default=0, help="Hz (default: 22050)")
+    synth.add_argument("--voice", default="", help="voice (default: the server's)")
+    synth.add_argument("--model", default="", help="model (default: the server's)")
+    synth.add_argument("--rate", type=float, help="speaking rate 0.5-2.0")
+    synth.add_argument("--pitch", type=float, help="pitch 0.5-2.0")
+    synth.add_argument("--volume", type=int, help="volume 0-100")
+    synth.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds (default: 60)")
+    synth.set_defaults(handler=_synth)
+
+    dev = commands.add_parser(
+        "dev-upstream", help="run the embedded DashScope-compatible upstream on its own"
+    )
+    from voxgate import devupstream
+
+    devupstream.add_arguments(dev)
+    dev.set_defaults(handler=_dev_upstream)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from voxgate.app import serve
+
+    flags = {option.field: getattr(args, option.field) for option in config.OPTIONS}
+    settings = config.load(os.environ, flags)
+    logs.configure(settings.log_level, [settings.api_key.reveal()] if settings.api_key else [])
+    logging.getLogger("voxgate").info("settings: %s", config.describe(settings))
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from voxgate.client import Client
+
+    fmt = args.format or os.path.splitext(args.output)[1].lstrip(".").lower() or "wav"
+    if fmt not in FORMATS:
+        print(f"voxgate synth: cannot tell the format from {args.output!r}; pass --format", file=sys.stderr)
+        return 2
+    request = speech_pb2.SynthesizeRequest(
+        text=args.text,
+        model=args.model,
+        voice=args.voice,
+        format=FORMATS[fmt],
+        sample_rate=args.sample_rate,
+        rate=args.rate,
+        pitch=args.pitch,
+        volume=args.volume,
+    )
+
+    async def run() -> int:
+        async with Client(args.server) as client:
+            try:
+                result = await client.synthesize_to_file(request, args.output, timeout_s=args.timeout)
+            except grpc.aio.AioRpcError as exc:
+                print(f"voxgate synth: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                return 1
+        summary = result.summary
+        print(
+            f"wrote {args.output}: {result.audio_bytes} bytes {fmt} at {summary.sample_rate} Hz\n"
+            f"first packet {result.client_first_packet_ms:.1f} ms (client), "
+            f"{summary.first_packet_delay_ms:.1f} ms in voxgate, "
+            f"{summary.upstream_first_packet_delay_ms:.1f} ms upstream\n"
+            f"connection {'reused' if summary.connection_reused else 'new'} "
+            f"(age {summary.connection_age_ms / 1000:.1f} s, pool wait {summary.pool_wait_ms:.1f} ms), "
+            f"task {summary.task_id}, {summary.characters} characters, {summary.attempts} attempt(s)"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
+def _dev_upstream(args: argparse.Namespace) -> int:
+    from voxgate import devupstream
+
+    logs.configure("INFO", [os.environ.get(config.API_KEY_ENV, "")])
+    asyncio.run(devupstream.serve(devupstream.options_from_args(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""A small asyncio client for voxgate, used by the CLI, the tests and the benchmarks.
+
+async with Client("127.0.0.1:50051") as client:
+    result = await client.synthesize_to_file(SynthesizeRequest(text="Hello"), "hello.wav")
+    print(result.summary.first_packet_delay_ms)
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import grpc
+
+from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
+
+WAV_HEADER_BYTES = 44
+
+
+class IncompleteStream(Exception):
+    """The stream ended with OK but without its summary: the audio may be short."""
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesisResult:
+    summary: speech_pb2.SynthesisSummary
+    audio_bytes: int
+    client_first_packet_ms: float
+    """Milliseconds from sending the request to receiving the first audio chunk."""
+    total_ms: float
+
+
+class Client:
+    """One gRPC channel to a voxgate server. Use as ``async with`` or call :meth:`close`."""
+
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.aio.insecure_channel(target)
+        self.speech = speech_pb2_grpc.SpeechServiceStub(self.channel)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def stream(
+        self, request: speech_pb2.SynthesizeRequest, *, timeout_s: float | None = None
+    ) -> AsyncIterator[bytes | speech_pb2.SynthesisSummary]:
+        """Yield each audio chunk, then the summary. Raises ``grpc.aio.AioRpcError`` on failure."""
+        call = self.speech.Synthesize(request, timeout=timeout_s)
+        got_summary = False
+        async for response in call:
+            if response.WhichOneof("content") == "summary":
+                got_summary = True
+                yield response.summary
+            else:
+                yield response.audio
+        if not got_summary:
+            raise IncompleteStream("stream ended without a summary")
+
+    async def synthesize(
+        self, request: speech_pb2.SynthesizeRequest, sink: BinaryIO, *, timeout_s: float | None = None
+    ) -> SynthesisResult:
+        """Write the audio to ``sink`` as it arrives and return the summary with client timings."""
+        started = time.perf_counter()
+        first_packet_ms = 0.0
+        audio_bytes = 0
+        summary: speech_pb2.SynthesisSummary | None = None
+        async for item in self.stream(request, timeout_s=timeout_s):
+            if isinstance(item, bytes):
+                if not audio_bytes:
+                    first_packet_ms = (time.perf_counter() - started) * 1000
+                audio_bytes += len(item)
+                sink.write(item)
+            else:
+                summary = item
+        assert summary is not None  # stream() raises otherwise
+        return SynthesisResult(summary, audio_bytes, first_packet_ms, (time.perf_counter() - started) * 1000)
+
+    async def synthesize_to_file(
+        self, request: speech_pb2.SynthesizeRequest, path: str | Path, *, timeout_s: float | None = None
+    ) -> SynthesisResult:
+        """Stream into ``path``; a WAV file gets its streaming header's sizes patched at the end."""
+        # Small sequential writes to a local file, in the CLI's own loop: not worth a thread.
+        with open(path, "wb") as sink:  # noqa: ASYNC230
+            result = await self.synthesize(request, sink, timeout_s=timeout_s)
+            if (
+                result.summary.format == speech_pb2.AUDIO_FORMAT_WAV
+                and result.audio_bytes >= WAV_HEADER_BYTES
+            ):
+                patch_wav_sizes(sink, result.audio_bytes)
+        return result
+
+
+def patch_wav_sizes(sink: BinaryIO, total_bytes: int) -> None:
+    """Replace the 0xFFFFFFFF sizes of a streamed RIFF/WAVE header with the real ones."""
+    sink.seek(4)
+    sink.write(struct.pack("<I", total_bytes - 8))
+    sink.seek(40)
+    sink.write(struct.pack("<I", total_bytes - WAV_HEADER_BYTES))
+    sink.seek(0, 2)
