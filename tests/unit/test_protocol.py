@@ -102,26 +102,36 @@ def test_task_ids_are_uuid4_hex() -> None:
 
 def test_full_task_walks_every_state() -> None:
     task = new_task()
-    assert task.state is TaskState.IDLE
+    states = [task.state]
     task.run_task()
-    assert task.state is TaskState.STARTING
+    states.append(task.state)
     assert task.receive_text(event("task-started")) == TaskStarted(TASK_ID)
-    assert task.state is TaskState.STARTED
+    states.append(task.state)
     task.continue_task("Hello.")
     progress = task.receive_text(
         event("result-generated", payload={"output": {"type": "sentence-begin", "sentence": {"index": 0}}})
     )
-    assert isinstance(progress, SentenceProgress) and progress.kind == "sentence-begin" and progress.index == 0
+    assert isinstance(progress, SentenceProgress)
+    assert (progress.kind, progress.index) == ("sentence-begin", 0)
     assert task.receive_audio(b"\x00\x01") == AudioReceived(b"\x00\x01")
     task.finish_task()
-    assert task.state is TaskState.FINISHING
+    states.append(task.state)
     task.receive_audio(b"\x02")
-    task.receive_text(event("result-generated", payload={"output": {"type": "sentence-end"}, "usage": {"characters": 6}}))
+    sentence_end = {"output": {"type": "sentence-end"}, "usage": {"characters": 6}}
+    task.receive_text(event("result-generated", payload=sentence_end))
     finished = task.receive_text(
         event("task-finished", attributes={"request_uuid": "r-1"}, payload={"usage": {"characters": 6}})
     )
+    states.append(task.state)
     assert finished == TaskFinished(TASK_ID, "r-1", 6)
-    assert task.state is TaskState.FINISHED and task.state.ended
+    assert states == [
+        TaskState.IDLE,
+        TaskState.STARTING,
+        TaskState.STARTED,
+        TaskState.FINISHING,
+        TaskState.FINISHED,
+    ]
+    assert task.state.ended
     assert task.audio_bytes == 3 and task.request_id == "r-1"
 
 
@@ -144,7 +154,11 @@ def test_task_failed_is_legal_in_every_active_state(reach: str) -> None:
     failed = event("task-failed", header={"error_code": "InvalidParameter", "error_message": "bad voice"})
     with pytest.raises(TaskFailure) as info:
         task.receive_text(failed)
-    assert (info.value.code, info.value.message, info.value.task_id) == ("InvalidParameter", "bad voice", TASK_ID)
+    assert (info.value.code, info.value.message, info.value.task_id) == (
+        "InvalidParameter",
+        "bad voice",
+        TASK_ID,
+    )
     assert task.state is TaskState.FAILED
 
 

@@ -1,0 +1,81 @@
+"""The commands a user types: `voxgate serve`, `voxgate synth`, `voxgate dev-upstream`, as processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from audio_checks import pcm_rms, read_wav
+from harness import Process, child_env
+
+
+def synth(server: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "voxgate.cli", "synth", *args, "--server", server],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_serve_on_the_embedded_default_then_synth_a_wav_then_drain(tmp_path: Path) -> None:
+    server = Process(["serve", "--listen", "127.0.0.1:0", "--pool-max-size", "2"], child_env())
+    address = server.start("voxgate listening on ")
+    try:
+        out = tmp_path / "hello.wav"
+        done = synth(address, "Hello world", "-o", str(out))
+        assert done.returncode == 0, done.stderr
+        assert "first packet" in done.stdout and "connection " in done.stdout
+        wav = read_wav(out.read_bytes())  # a complete file: the streaming header was patched
+        assert wav.sample_rate == 22050 and 0.5 < wav.seconds < 5
+        assert pcm_rms(wav.pcm) > 100
+    finally:
+        code = server.terminate()
+    assert code == 0, server.output()
+    assert "embedded local upstream" in server.output()
+    assert "stopped" in server.output()
+
+
+def test_synth_reports_a_bad_request_with_its_status(tmp_path: Path) -> None:
+    server = Process(["serve", "--listen", "127.0.0.1:0", "--pool-max-size", "1"], child_env())
+    address = server.start("voxgate listening on ")
+    try:
+        done = synth(address, "   ", "-o", str(tmp_path / "x.wav"))
+    finally:
+        server.terminate()
+    assert done.returncode == 1
+    assert "INVALID_ARGUMENT: text: must not be empty" in done.stderr
+
+
+def test_api_key_never_appears_in_output(tmp_path: Path) -> None:
+    secret = "sk-SECRET-" + "7" * 24
+    upstream = Process(["dev-upstream", "--port", "0"], child_env(DASHSCOPE_API_KEY=secret))
+    ws_url = upstream.start("voxgate dev-upstream listening on ")
+    server = Process(
+        ["serve", "--listen", "127.0.0.1:0", "--pool-max-size", "2", "--log-level", "DEBUG"],
+        child_env(DASHSCOPE_API_KEY=secret, DASHSCOPE_WEBSOCKET_BASE_URL=ws_url),
+    )
+    try:
+        address = server.start("voxgate listening on ")
+        done = synth(address, "Secrets stay secret.", "-o", str(tmp_path / "s.wav"))
+        assert done.returncode == 0, done.stderr
+    finally:
+        server.terminate()
+        upstream.terminate()
+    everything = server.output() + upstream.output() + done.stdout + done.stderr
+    assert "settings:" in server.output()  # the settings were logged...
+    assert secret not in everything  # ...without the key
+
+
+def test_bad_configuration_names_the_variable() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "voxgate.cli", "serve"],
+        env=child_env(VOXGATE_POOL_MAX_SIZE="many"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "VOXGATE_POOL_MAX_SIZE" in done.stderr
