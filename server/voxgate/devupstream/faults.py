@@ -1,0 +1,173 @@
+"""Fault injection for the local upstream: what to break, how often, and for how long.
+
+:class:`Faults` is the frozen description a test or an operator hands in (flags, the
+``PUT /_dev/faults`` endpoint or :meth:`DevUpstream.set_faults`). :class:`FaultSwitch`
+decides, per connection and per task, whether that one is hit, and hands the caller the
+snapshot to apply. A task keeps its snapshot to the end, so switching faults at runtime
+never changes a task halfway through.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_FAIL_CODE = "InternalError"
+DEFAULT_FAIL_MESSAGE = "local upstream: injected failure"
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What to break. Every field is neutral by default, so ``Faults()`` breaks nothing.
+
+    Connection faults (``connect_delay_ms``, ``reject_handshake_status``) are drawn once
+    per WebSocket upgrade; task faults (everything else) once per run-task. ``probability``
+    and ``times`` apply to each scope separately: ``times=1`` hits the next connection
+    *and* the next task, if faults of both kinds are set.
+    """
+
+    connect_delay_ms: int = 0
+    """Delay before answering the WS upgrade."""
+    task_started_delay_ms: int = 0
+    """Delay between run-task and task-started."""
+    first_packet_delay_ms: int = 0
+    """Least delay between a sentence's text being available and the task's first audio frame."""
+    drop_after_bytes: int | None = None
+    """Abort the TCP connection (no close frame) once this many audio bytes of a task were
+    sent; 0 aborts right after task-started."""
+    fail_after_bytes: int | None = None
+    """Send task-failed (``fail_code``/``fail_message``) once this many audio bytes were sent,
+    then close; 0 fails instead of the first audio frame."""
+    fail_code: str = DEFAULT_FAIL_CODE
+    fail_message: str = DEFAULT_FAIL_MESSAGE
+    throttle: bool = False
+    """Answer run-task with task-failed ``Throttling.RateQuota``, then close."""
+    reject_handshake_status: int | None = None
+    """Refuse the WS upgrade with this HTTP status (e.g. 401, 403, 503)."""
+    probability: float = 1.0
+    """Chance that a connection/task is hit (seeded RNG, option ``seed``)."""
+    times: int | None = None
+    """Hit only the next N connections/tasks, then switch off; None means always."""
+
+    def __post_init__(self) -> None:
+        for name in ("connect_delay_ms", "task_started_delay_ms", "first_packet_delay_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        for name in ("drop_after_bytes", "fail_after_bytes", "times"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0 or None")
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError("probability must be within [0, 1]")
+        status = self.reject_handshake_status
+        if status is not None and not 400 <= status <= 599:
+            raise ValueError("reject_handshake_status must be an HTTP error status (400-599)")
+        if not self.fail_code:
+            raise ValueError("fail_code must not be empty")
+
+    @property
+    def has_connection_faults(self) -> bool:
+        return self.connect_delay_ms > 0 or self.reject_handshake_status is not None
+
+    @property
+    def has_task_faults(self) -> bool:
+        return (
+            self.task_started_delay_ms > 0
+            or self.first_packet_delay_ms > 0
+            or self.drop_after_bytes is not None
+            or self.fail_after_bytes is not None
+            or self.throttle
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Faults:
+        """Build from a JSON object; raises ``ValueError`` naming an unknown or bad field."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
+        for name, value in data.items():
+            _check_json_type(name, value, known[name].type)
+        return cls(**data)
+
+
+NO_FAULTS = Faults()
+
+
+def _check_json_type(name: str, value: object, annotation: object) -> None:
+    # Annotations are strings under ``from __future__ import annotations``.
+    text = str(annotation)
+    if value is None:
+        if "None" not in text:
+            raise ValueError(f"{name} must not be null")
+        return
+    if text.startswith("bool"):
+        ok = isinstance(value, bool)
+    elif text.startswith("int"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif text.startswith("float"):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ValueError(f"{name} has the wrong type: {value!r} (expected {text})")
+
+
+class FaultSwitch:
+    """Draws, per connection and per task, whether the current :class:`Faults` apply.
+
+    Thread-safe, because tests may switch faults from another thread than the loop's.
+    """
+
+    def __init__(self, faults: Faults, *, seed: int) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self._faults = faults
+        self._connections_left = faults.times
+        self._tasks_left = faults.times
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    def set(self, faults: Faults) -> None:
+        """Replace the faults; ``times`` counts again from the new value."""
+        with self._lock:
+            self._faults = faults
+            self._connections_left = faults.times
+            self._tasks_left = faults.times
+
+    def for_connection(self) -> Faults:
+        """Faults for a new connection: the current ones if hit, else :data:`NO_FAULTS`."""
+        with self._lock:
+            faults = self._faults
+            if not faults.has_connection_faults or not self._draw(self._connections_left):
+                return NO_FAULTS
+            if self._connections_left is not None:
+                self._connections_left -= 1
+            return faults
+
+    def for_task(self) -> Faults:
+        """Faults for a new task: the current ones if hit, else :data:`NO_FAULTS`."""
+        with self._lock:
+            faults = self._faults
+            if not faults.has_task_faults or not self._draw(self._tasks_left):
+                return NO_FAULTS
+            if self._tasks_left is not None:
+                self._tasks_left -= 1
+            return faults
+
+    def _draw(self, left: int | None) -> bool:
+        if left is not None and left <= 0:
+            return False
+        probability = self._faults.probability
+        if probability >= 1.0:
+            return True
+        return self._rng.random() < probability

@@ -1,0 +1,198 @@
+"""Options of the local upstream, and their command-line flags.
+
+``voxgate dev-upstream`` and ``python -m voxgate.devupstream`` both call
+:func:`add_arguments`, then :func:`options_from_args`, then ``serve()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+
+from voxgate.tts.protocol import IDLE_CONNECTION_LIMIT_S, TEXT_GAP_LIMIT_S
+
+from .faults import DEFAULT_FAIL_CODE, DEFAULT_FAIL_MESSAGE, Faults
+
+RUN_TASK_WHILE_ACTIVE = ("fail", "preempt")
+API_KEY_ENV = "DASHSCOPE_API_KEY"
+
+
+@dataclass(frozen=True)
+class UpstreamOptions:
+    """How the local upstream listens and behaves. Validated on construction."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    """0 picks a free ephemeral port; read it back from ``DevUpstream.port``."""
+    api_key: str | None = field(default=None, repr=False)
+    """None accepts any non-empty Bearer token; otherwise only exactly this one."""
+    rtf: float = 0.0
+    """Real-time factor of audio pacing: 0 sends as fast as produced, 0.5 sends 1 s of audio per 0.5 s."""
+    chunk_ms: int = 100
+    """Audio duration per binary frame."""
+    idle_timeout_s: float = IDLE_CONNECTION_LIMIT_S
+    """Close a connection that has no task for this long (vendor: 60 s, reference §1.10)."""
+    text_gap_timeout_s: float = TEXT_GAP_LIMIT_S
+    """Fail a started task when the client sends nothing for this long (vendor: 23 s, §1.10)."""
+    run_task_while_active: str = "fail"
+    """``fail``: answer ``Invalid action('run-task')``; ``preempt``: end the old task and
+    start the new one (reference §1.11)."""
+    seed: int = 0
+    """Seed of the RNG that draws fault probabilities."""
+    faults: Faults = field(default_factory=Faults)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be within [0, 65535]")
+        if self.api_key is not None and not self.api_key:
+            raise ValueError("api_key must be None or non-empty")
+        if self.rtf < 0:
+            raise ValueError("rtf must be >= 0")
+        if not 10 <= self.chunk_ms <= 10_000:
+            raise ValueError("chunk_ms must be within [10, 10000]")
+        if self.idle_timeout_s <= 0:
+            raise ValueError("idle_timeout_s must be > 0")
+        if self.text_gap_timeout_s <= 0:
+            raise ValueError("text_gap_timeout_s must be > 0")
+        if self.run_task_while_active not in RUN_TASK_WHILE_ACTIVE:
+            raise ValueError(f"run_task_while_active must be one of {RUN_TASK_WHILE_ACTIVE}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a flag for every option and fault; read them back with :func:`options_from_args`."""
+    defaults = UpstreamOptions()
+    parser.add_argument("--host", default=defaults.host, help="address to bind (default: %(default)s)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=defaults.port,
+        help="port to bind; 0 picks a free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help=f"accept only this Bearer key (visible in the process list; prefer ${API_KEY_ENV}). "
+        f"Default: ${API_KEY_ENV} if set, else any non-empty key",
+    )
+    parser.add_argument(
+        "--rtf",
+        type=float,
+        default=defaults.rtf,
+        help="real-time factor of audio pacing; 0 sends as fast as produced (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--chunk-ms",
+        type=int,
+        default=defaults.chunk_ms,
+        help="audio per binary frame (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=defaults.idle_timeout_s,
+        help="close connections without a task after this long (default: %(default)s, like the vendor)",
+    )
+    parser.add_argument(
+        "--text-gap-timeout-s",
+        type=float,
+        default=defaults.text_gap_timeout_s,
+        help="fail a task when the client is silent this long (default: %(default)s, like the vendor)",
+    )
+    parser.add_argument(
+        "--run-task-while-active",
+        choices=RUN_TASK_WHILE_ACTIVE,
+        default=defaults.run_task_while_active,
+        help="a run-task during an active task fails it or pre-empts the old task (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="seed for fault probability draws (default: %(default)s)",
+    )
+
+    faults = parser.add_argument_group("fault injection (switchable at runtime: PUT /_dev/faults)")
+    faults.add_argument("--connect-delay-ms", type=int, default=0, help="delay answering the WS upgrade")
+    faults.add_argument(
+        "--task-started-delay-ms", type=int, default=0, help="delay between run-task and task-started"
+    )
+    faults.add_argument(
+        "--first-packet-delay-ms",
+        type=int,
+        default=0,
+        help="least delay from text available to first audio frame",
+    )
+    faults.add_argument(
+        "--drop-after-bytes",
+        type=int,
+        default=None,
+        help="abort the TCP connection after this many audio bytes of a task (0: right after task-started)",
+    )
+    faults.add_argument(
+        "--fail-after-bytes",
+        type=int,
+        default=None,
+        help="send task-failed after this many audio bytes of a task (0: instead of the first audio)",
+    )
+    faults.add_argument(
+        "--fail-code",
+        default=DEFAULT_FAIL_CODE,
+        help="error_code of injected failures (default: %(default)s)",
+    )
+    faults.add_argument(
+        "--fail-message",
+        default=DEFAULT_FAIL_MESSAGE,
+        help="error_message of injected failures (default: %(default)s)",
+    )
+    faults.add_argument(
+        "--throttle", action="store_true", help="answer every run-task with task-failed Throttling.RateQuota"
+    )
+    faults.add_argument(
+        "--reject-handshake-status", type=int, default=None, help="refuse WS upgrades with this HTTP status"
+    )
+    faults.add_argument(
+        "--fault-probability",
+        type=float,
+        default=1.0,
+        help="chance that a connection/task is hit by the faults above (default: %(default)s)",
+    )
+    faults.add_argument(
+        "--fault-times",
+        type=int,
+        default=None,
+        help="hit only the next N connections/tasks (default: always)",
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> UpstreamOptions:
+    """Options from parsed flags; ``$DASHSCOPE_API_KEY`` is the key when ``--api-key`` is absent.
+
+    Raises ``ValueError`` with the offending option's name when a value is out of range.
+    """
+    api_key = args.api_key if args.api_key is not None else (os.environ.get(API_KEY_ENV) or None)
+    faults = Faults(
+        connect_delay_ms=args.connect_delay_ms,
+        task_started_delay_ms=args.task_started_delay_ms,
+        first_packet_delay_ms=args.first_packet_delay_ms,
+        drop_after_bytes=args.drop_after_bytes,
+        fail_after_bytes=args.fail_after_bytes,
+        fail_code=args.fail_code,
+        fail_message=args.fail_message,
+        throttle=args.throttle,
+        reject_handshake_status=args.reject_handshake_status,
+        probability=args.fault_probability,
+        times=args.fault_times,
+    )
+    return UpstreamOptions(
+        host=args.host,
+        port=args.port,
+        api_key=api_key,
+        rtf=args.rtf,
+        chunk_ms=args.chunk_ms,
+        idle_timeout_s=args.idle_timeout_s,
+        text_gap_timeout_s=args.text_gap_timeout_s,
+        run_task_while_active=args.run_task_while_active,
+        seed=args.seed,
+        faults=faults,
+    )

@@ -1,0 +1,31 @@
+"""Counters of the local upstream, cheap enough to bump on every frame.
+
+Tests and benchmarks read them through ``DevUpstream.stats()`` or ``GET /_dev/stats``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(slots=True)
+class Stats:
+    """Monotonic counters, except ``connections_open`` (a gauge)."""
+
+    connections_opened: int = 0
+    connections_open: int = 0
+    handshakes_rejected: int = 0
+    tasks_started: int = 0
+    tasks_finished: int = 0
+    tasks_failed: int = 0
+    tasks_cancelled: int = 0
+    invalid_action_errors: int = 0
+    audio_bytes_sent: int = 0
+    audio_frames_sent: int = 0
+    connections_dropped: int = 0
+    idle_timeouts: int = 0
+    text_gap_timeouts: int = 0
+    pings_received: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)
