@@ -285,7 +285,11 @@ def _check_relations(settings: Settings) -> None:
     try:
         settings.pool_config()
     except ValueError as exc:
-        raise ConfigError(f"pool settings (VOXGATE_POOL_*): {exc}") from None
+        # PoolConfig's messages start with its field name; name our variable instead.
+        field, _, reason = str(exc).partition(" ")
+        env_by_field = {option.field: option.env for option in OPTIONS}
+        env = env_by_field.get(f"pool_{field}", env_by_field.get(field, "VOXGATE_POOL_*"))
+        raise ConfigError(f"{env}: {field} {reason}") from None
 
 
 def describe(settings: Settings) -> dict[str, object]:
