@@ -40,7 +40,7 @@ def test_errors_name_the_variable(environ: dict[str, str], named: str) -> None:
 
 
 def test_flag_errors_name_the_flag() -> None:
-    with pytest.raises(config.ConfigError, match="^--pool-max-size"):
+    with pytest.raises(config.ConfigError, match=r"^--pool-max-size"):
         config.load({}, {"pool_max_size": "x"})
 
 
