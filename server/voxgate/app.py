@@ -42,7 +42,7 @@ class App:
         self._health = health.aio.HealthServicer()
         self._speech: SpeechService | None = None
         self._readiness: asyncio.Task[None] | None = None
-        self._stopped = asyncio.Event()
+        self._stopping = False
 
     @property
     def pool(self) -> Pool[Synthesizer]:
@@ -120,9 +120,9 @@ class App:
 
     async def stop(self) -> None:
         """Drain and close. Safe to call more than once."""
-        if self._stopped.is_set():
+        if self._stopping:
             return
-        self._stopped.set()
+        self._stopping = True
         grace_s = self.settings.drain_grace_s
         log.info("draining: up to %.1fs for in-flight calls", grace_s)
         await self._health.enter_graceful_shutdown()

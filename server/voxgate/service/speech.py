@@ -7,6 +7,7 @@ connections and :mod:`voxgate.service.errors` decides every status code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -98,13 +99,15 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             task = SynthesisTask(params)
             task_started = time.perf_counter()
             upstream_first_packet_s = 0.0
-            async for audio in lease.conn.run(task, text):
-                if progress.first_packet_at is None:
-                    progress.first_packet_at = time.perf_counter()
-                    upstream_first_packet_s = progress.first_packet_at - task_started
-                progress.audio_bytes += len(audio)
-                progress.audio_chunks += 1
-                await context.write(speech_pb2.SynthesizeResponse(audio=audio))
+            # aclosing: if a write is cancelled, the upstream reader ends now, not at GC.
+            async with contextlib.aclosing(lease.conn.run(task, text)) as audio_stream:
+                async for audio in audio_stream:
+                    if progress.first_packet_at is None:
+                        progress.first_packet_at = time.perf_counter()
+                        upstream_first_packet_s = progress.first_packet_at - task_started
+                    progress.audio_bytes += len(audio)
+                    progress.audio_chunks += 1
+                    await context.write(speech_pb2.SynthesizeResponse(audio=audio))
             # task-finished arrived: the connection is clean and goes back as we leave.
             lease.mark_reusable()
         return self._summary(params, task, lease, progress, upstream_first_packet_s)

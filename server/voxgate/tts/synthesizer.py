@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -103,7 +103,7 @@ class Synthesizer:
         self._broken = True
         await self._ws.close()
 
-    async def run(self, task: SynthesisTask, text: str) -> AsyncIterator[bytes]:
+    async def run(self, task: SynthesisTask, text: str) -> AsyncGenerator[bytes, None]:
         """Run ``task`` with ``text``, yielding audio as each frame arrives.
 
         Returns normally only after ``task-finished`` (``task.state`` is then
