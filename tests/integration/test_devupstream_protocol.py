@@ -343,6 +343,23 @@ async def test_cancel_stops_early_and_finishes(start_upstream: StartUpstream, co
     assert upstream.stats()["tasks_cancelled"] == 1
 
 
+async def test_pacing_holds_audio_back_until_cancelled(
+    start_upstream: StartUpstream, connect: Connect
+) -> None:
+    # rtf=100: each 100 ms frame waits 10 s after the previous one; only the first leaves at
+    # once. A cancel must cut the wait short and end the task mid-sentence.
+    upstream = await start_upstream(rtf=100.0)
+    client = await connect(upstream)
+    task_id = await client.run_task()
+    assert kind(await client.next_event()) == "task-started"
+    await client.text(task_id, "A long sentence that would take minutes at this pace. ")
+    first = await client.read_until("audio")
+    assert [kind(f) for f in first.frames] == ["sentence-begin", "sentence-synthesis", "audio"]
+    await client.finish(task_id, cancel=True)
+    rest = await client.read_until()
+    assert [kind(f) for f in rest.frames] == ["task-finished"]
+
+
 # --- formats -------------------------------------------------------------------------------------
 
 

@@ -309,7 +309,7 @@ class _Session:
         text = task_input.get("text")
         if isinstance(text, str) and text:
             await self._add_text(task, text)
-        if task_input.get("flush") is True and task.state is TaskState.STARTED:
+        if task_input.get("flush") is True and not self._closing:
             # Not in the public docs; we read it as "speak the buffered partial sentence now" [GUESS §1.4].
             self._queue_sentence(task, task.buffer.flush())
 
