@@ -82,7 +82,7 @@ fmt: setup ## format and autofix: ruff format, ruff check --fix, buf format -w
 test: setup ## run the test suite (PYTEST_ARGS='-k pool -x' to narrow it)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-run: setup ## run the server: voxgate serve (RUN_ARGS='--port 50051' to pass flags)
+run: setup ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to pass flags)
 	$(BIN)/voxgate serve $(RUN_ARGS)
 
 bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flags)
