@@ -12,14 +12,8 @@ from collections.abc import Sequence
 import grpc
 
 from voxgate import __version__, config, logs
+from voxgate.service.validation import WIRE_TO_FORMAT as FORMATS
 from voxgate.speech.v1 import speech_pb2
-
-FORMATS = {
-    "pcm": speech_pb2.AUDIO_FORMAT_PCM,
-    "wav": speech_pb2.AUDIO_FORMAT_WAV,
-    "mp3": speech_pb2.AUDIO_FORMAT_MP3,
-    "opus": speech_pb2.AUDIO_FORMAT_OPUS,
-}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,18 +20,15 @@ from voxgate.tts.protocol import (
     weighted_length,
 )
 
-_FORMATS = {
-    speech_pb2.AUDIO_FORMAT_UNSPECIFIED: "wav",
-    speech_pb2.AUDIO_FORMAT_PCM: "pcm",
-    speech_pb2.AUDIO_FORMAT_WAV: "wav",
-    speech_pb2.AUDIO_FORMAT_MP3: "mp3",
-    speech_pb2.AUDIO_FORMAT_OPUS: "opus",
-}
 WIRE_TO_FORMAT = {
     "pcm": speech_pb2.AUDIO_FORMAT_PCM,
     "wav": speech_pb2.AUDIO_FORMAT_WAV,
     "mp3": speech_pb2.AUDIO_FORMAT_MP3,
     "opus": speech_pb2.AUDIO_FORMAT_OPUS,
+}
+"""Upstream format names and their AudioFormat values; the one table of formats."""
+_FORMATS = {value: name for name, value in WIRE_TO_FORMAT.items()} | {
+    speech_pb2.AUDIO_FORMAT_UNSPECIFIED: "wav"
 }
 DEFAULT_SAMPLE_RATE = 22050
 DEFAULT_OPUS_SAMPLE_RATE = 48000

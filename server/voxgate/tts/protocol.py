@@ -294,14 +294,14 @@ class SynthesisTask:
                 str(header.get("error_message") or ""),
             )
         if event == EVENT_TASK_STARTED:
-            self._require_event(TaskState.STARTING, event)
+            self._require_event_in((TaskState.STARTING,), event)
             self.state = TaskState.STARTED
             return TaskStarted(self.task_id)
         if event == EVENT_RESULT_GENERATED:
             self._require_event_in((TaskState.STARTED, TaskState.FINISHING), event)
             return self._sentence(payload)
         if event == EVENT_TASK_FINISHED:
-            self._require_event(TaskState.FINISHING, event)
+            self._require_event_in((TaskState.FINISHING,), event)
             self.state = TaskState.FINISHED
             self._note_usage(payload)
             attributes = header.get("attributes") or {}
@@ -342,9 +342,6 @@ class SynthesisTask:
     def _require(self, expected: TaskState, action: str) -> None:
         if self.state is not expected:
             raise ProtocolError(f"cannot send {action} in state {self.state.value}")
-
-    def _require_event(self, expected: TaskState, event: str) -> None:
-        self._require_event_in((expected,), event)
 
     def _require_event_in(self, expected: tuple[TaskState, ...], event: str) -> None:
         if self.state not in expected:

@@ -72,7 +72,6 @@ class Synthesizer:
         self._endpoint = endpoint
         self._busy = False
         self._broken = False
-        self.tasks_finished = 0
 
     @classmethod
     async def connect(cls, endpoint: Endpoint) -> Synthesizer:
@@ -127,7 +126,6 @@ class Synthesizer:
                 if isinstance(frame, bytes):
                     yield task.receive_audio(frame).data
                 elif isinstance(task.receive_text(frame), TaskFinished):
-                    self.tasks_finished += 1
                     return
         finally:
             self._busy = False
