@@ -64,7 +64,9 @@ class App:
             Defaults(model=settings.default_model, voice=settings.default_voice),
             max_attempts=settings.max_attempts,
         )
-        server = grpc.aio.server()
+        # SO_REUSEPORT only for --workers: otherwise a second server on the same port
+        # would quietly take half of the connections instead of failing to start.
+        server = grpc.aio.server(options=[("grpc.so_reuseport", int(settings.workers > 1))])
         speech_pb2_grpc.add_SpeechServiceServicer_to_server(self._speech, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

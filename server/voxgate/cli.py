@@ -79,11 +79,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from voxgate import workers
     from voxgate.app import serve
 
     flags = {option.field: getattr(args, option.field) for option in config.OPTIONS}
     settings = config.load(os.environ, flags)
     logs.configure(settings.log_level, [settings.api_key.reveal()] if settings.api_key else [])
+    if settings.workers > 1 and not workers.is_worker(os.environ):
+        try:
+            return asyncio.run(workers.supervise(settings, flags))
+        except workers.WorkerFailed as exc:
+            print(f"voxgate: {exc}", file=sys.stderr)
+            return 1
     logging.getLogger("voxgate").info("settings: %s", config.describe(settings))
     asyncio.run(serve(settings))
     return 0

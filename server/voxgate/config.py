@@ -67,6 +67,7 @@ class Settings:
     drain_grace_s: float = 20.0
     log_level: str = "INFO"
     dev_upstream_rtf: float = 0.0
+    workers: int = 1
     api_key: Secret | None = None
 
     @property
@@ -246,6 +247,12 @@ OPTIONS: tuple[Option, ...] = (
         "on SIGTERM, how long in-flight streams may run before they are cancelled",
     ),
     Option("log_level", "VOXGATE_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    Option(
+        "workers",
+        "VOXGATE_WORKERS",
+        _positive_int,
+        "server processes sharing the listen port (SO_REUSEPORT), each with its own pool",
+    ),
     Option(
         "dev_upstream_rtf",
         "VOXGATE_DEV_UPSTREAM_RTF",

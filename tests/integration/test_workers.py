@@ -1,0 +1,65 @@
+"""``voxgate serve --workers 2``: two processes on one port, a pool each, both answering."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import grpc
+import pytest
+
+from harness import API_KEY, TEXT, Process, child_env
+from voxgate.devupstream import DevUpstream
+from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
+
+MAX_CHANNELS = 64
+"""Each channel is a new TCP connection the kernel hashes to one worker; 64 all landing on
+the same one of two has a chance of 2**-63."""
+
+
+async def first_task_flags(address: str) -> list[bool]:
+    """One call per fresh TCP connection until two calls ran the first task of their connection."""
+    flags: list[bool] = []
+    request = speech_pb2.SynthesizeRequest(text=TEXT, format=speech_pb2.AUDIO_FORMAT_PCM)
+    for _ in range(MAX_CHANNELS):
+        # A local subchannel pool: a new TCP connection, not one shared with the last channel.
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        async with grpc.aio.insecure_channel(address, options=options) as channel:
+            stub = speech_pb2_grpc.SpeechServiceStub(channel)
+            replies = [reply async for reply in stub.Synthesize(request, timeout=60)]
+        assert sum(len(reply.audio) for reply in replies) > 16000
+        flags.append(not replies[-1].summary.connection_reused)
+        if flags.count(True) == 2:
+            break
+    return flags
+
+
+async def test_two_workers_share_one_port_and_both_answer(upstream: DevUpstream) -> None:
+    server = Process(
+        ["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--pool-max-size", "1"],
+        child_env(DASHSCOPE_API_KEY=API_KEY, DASHSCOPE_WEBSOCKET_BASE_URL=upstream.ws_url),
+    )
+    address = await asyncio.to_thread(server.start, "voxgate listening on ", 60.0)
+    try:
+        flags = await first_task_flags(address)
+    finally:
+        code = await asyncio.to_thread(server.terminate)
+    assert code == 0, server.output()
+    # Pool size 1 in each worker and no connection ever replaced (2 opened in all): each
+    # call that was the first task on its connection ran in a different worker.
+    assert upstream.stats()["connections_opened"] == 2
+    assert flags.count(True) == 2, f"only one worker answered {len(flags)} connections"
+    assert server.output().count("voxgate.app: stopped") == 2
+
+
+def test_a_single_server_does_not_share_its_port() -> None:
+    # Without --workers, SO_REUSEPORT is off: a second server on a port that another
+    # process holds with SO_REUSEPORT (as a worker would) fails instead of sharing it.
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = Process(["serve", "--listen", f"127.0.0.1:{port}", "--pool-max-size", "1"], child_env())
+        with pytest.raises(AssertionError, match="Address already in use"):
+            server.start("voxgate listening on ", 60.0)
