@@ -240,13 +240,21 @@ class SdkDriver:
 
 
 async def closed_loop(
-    concurrency: int, requests: int, one: Callable[[int, str, float], Awaitable[Sample]]
+    concurrency: int,
+    requests: int,
+    one: Callable[[int, str, float], Awaitable[Sample]],
+    ramp_s: float = 0.0,
 ) -> list[Sample]:
-    """``concurrency`` workers, each starting its next request when the last one ended."""
+    """``concurrency`` workers, each starting its next request when the last one ended.
+
+    Worker ``i`` starts ``i * ramp_s / concurrency`` late, so they do not all ask (and then
+    all get their first audio) in the same millisecond, round after round.
+    """
     samples: list[Sample] = []
     counter = iter(range(requests))
 
     async def worker(slot: int) -> None:
+        await asyncio.sleep(slot * ramp_s / concurrency)
         for index in counter:
             samples.append(await one(slot, TEXTS[index % len(TEXTS)], time.perf_counter()))
 
@@ -317,7 +325,7 @@ async def run_async(args: argparse.Namespace) -> dict[str, Any]:
         if args.rate:
             samples = await open_loop(args.rate, args.requests, slots, driver.one)
         else:
-            samples = await closed_loop(slots, args.requests, driver.one)
+            samples = await closed_loop(slots, args.requests, driver.one, args.ramp_s)
         wall_s, cpu_s = time.perf_counter() - started, _cpu_s() - cpu_before
     finally:
         await driver.close()
@@ -334,18 +342,19 @@ def run_threads(args: argparse.Namespace) -> dict[str, Any]:
         driver.close()
         return _result([], 0.0, 0.0)
 
-    def drive(concurrency: int, requests: int) -> list[Sample]:
+    def drive(concurrency: int, requests: int, ramp_s: float = 0.0) -> list[Sample]:
         samples: list[Sample] = []
         counter = itertools.count()
         lock = threading.Lock()
 
-        def worker() -> None:
+        def worker(slot: int) -> None:
+            time.sleep(slot * ramp_s / concurrency)
             while (index := next(counter)) < requests:
                 sample = driver.one(TEXTS[index % len(TEXTS)], time.perf_counter())
                 with lock:
                     samples.append(sample)
 
-        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+        threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(concurrency)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -358,7 +367,7 @@ def run_threads(args: argparse.Namespace) -> dict[str, Any]:
         print("ready", flush=True)
         sys.stdin.readline()
         cpu_before, started = _cpu_s(), time.perf_counter()
-        samples = drive(args.concurrency, args.requests)
+        samples = drive(args.concurrency, args.requests, args.ramp_s)
         wall_s, cpu_s = time.perf_counter() - started, _cpu_s() - cpu_before
     finally:
         driver.close()
@@ -375,6 +384,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, required=True)
     parser.add_argument(
         "--rate", type=float, default=0.0, help="open loop: arrivals per second (0: closed loop)"
+    )
+    parser.add_argument(
+        "--ramp-s",
+        type=float,
+        default=0.0,
+        help="closed loop: spread the workers' first requests over this long",
     )
     parser.add_argument("--channels", type=int, default=8, help="grpc: HTTP/2 connections used in turn")
     parser.add_argument(

@@ -131,6 +131,7 @@ class Bench:
             "-m", "bench.loadgen", kind, "--target", target,
             "--concurrency", str(concurrency), "--requests", str(requests),
             "--channels", str(GRPC_CHANNELS), "--sdk-pool-size", str(min(concurrency, 100)),
+            "--ramp-s", str(self.args.ramp_s),
         ]  # fmt: skip
         if self.args.rate:
             args += ["--rate", str(self.args.rate)]
@@ -280,6 +281,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--requests", type=int, help="requests per level, at least (default 16; --full 40)")
     parser.add_argument("--rounds", type=int, help="requests per level >= rounds x concurrency (default 3)")
+    parser.add_argument(
+        "--ramp-s",
+        type=float,
+        default=1.0,
+        help="closed loop: workers start spread over this many seconds, not all at once (default 1)",
+    )
     parser.add_argument("--rate", type=float, default=0.0, help="open loop: arrivals/s (a, a2, b, d only)")
     default = LatencyProfile()
     parser.add_argument("--connect-delay-ms", type=int, default=default.connect_delay_ms)
