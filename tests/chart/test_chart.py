@@ -160,8 +160,11 @@ def test_values_config_has_one_key_per_server_setting() -> None:
     derived = {"VOXGATE_LISTEN", "VOXGATE_DRAIN_GRACE_S"}
     keys = set(chart_values()["config"])
     server_env = {option.env for option in config.OPTIONS}
-    assert sorted(server_env - derived - keys) == [], "missing from values.yaml config:"
-    assert sorted(keys - server_env) == [], "in values.yaml config: but unknown to voxgate"
+    missing, unknown = sorted(server_env - derived - keys), sorted(keys - server_env)
+    assert not missing, (
+        f"server settings missing from values.yaml config: (and values.schema.json): {missing}"
+    )
+    assert not unknown, f"values.yaml config: entries voxgate does not read: {unknown}"
     assert not keys & derived, "set through containerPort / drain.graceSeconds, not config:"
 
 
