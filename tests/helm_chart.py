@@ -81,6 +81,23 @@ class Rendered:
         assert len(containers) == 1
         return containers[0]
 
+    def environment(self) -> dict[str, dict[str, Any]]:
+        """Every variable the container gets, by name: ConfigMap entries (envFrom, as ``{"value": ...}``)
+        and the container's own ``env`` entries (``value`` or ``valueFrom``)."""
+        container = self.container()
+        variables: dict[str, dict[str, Any]] = {}
+        for source in container.get("envFrom", []):
+            configmap = self.get("ConfigMap", source["configMapRef"]["name"])
+            variables.update({name: {"value": value} for name, value in configmap["data"].items()})
+        for entry in container.get("env", []):
+            assert entry["name"] not in variables, f"{entry['name']} is set twice"
+            variables[entry["name"]] = entry
+        return variables
+
+    def environment_values(self) -> dict[str, str]:
+        """The variables with a literal value (not from a Secret or the downward API)."""
+        return {name: entry["value"] for name, entry in self.environment().items() if "value" in entry}
+
     def text(self) -> str:
         """Every manifest and NOTES.txt as one string, for "never appears" checks."""
         return json.dumps(self.documents) + self.notes

@@ -28,19 +28,6 @@ OTEL_PREFIX = "OTEL_"
 DOWNWARD_ENV = {"K8S_POD_NAME": "metadata.name", "K8S_NAMESPACE_NAME": "metadata.namespace"}
 
 
-def _environment(rendered: Rendered) -> dict[str, dict[str, Any]]:
-    """Every variable the container gets: ConfigMap entries (envFrom) and ``env`` entries, by name."""
-    container = rendered.container()
-    variables: dict[str, dict[str, Any]] = {}
-    for source in container.get("envFrom", []):
-        configmap = rendered.get("ConfigMap", source["configMapRef"]["name"])
-        variables.update({name: {"value": value} for name, value in configmap["data"].items()})
-    for entry in container.get("env", []):
-        assert entry["name"] not in variables, f"{entry['name']} is set twice"
-        variables[entry["name"]] = entry
-    return variables
-
-
 def _configmap_data(rendered: Rendered) -> dict[str, str]:
     data: dict[str, str] = rendered.get("ConfigMap")["data"]
     return data
@@ -111,7 +98,7 @@ def test_values_schema_rejects_bad_values(values: dict[str, Any], named: str) ->
 def test_existing_secret_is_referenced_and_no_key_is_inlined() -> None:
     rendered = render(VALUE_SETS["existing-secret"])
     assert rendered.find("Secret") is None
-    key = _environment(rendered)[config.API_KEY_ENV]
+    key = rendered.environment()[config.API_KEY_ENV]
     assert key == {
         "name": config.API_KEY_ENV,
         "valueFrom": {"secretKeyRef": {"name": "dashscope-key", "key": "api-key"}},
@@ -126,7 +113,7 @@ def test_key_value_lives_only_in_the_created_secret() -> None:
     others = Rendered(tuple(doc for doc in rendered.all() if doc["kind"] != "Secret"), rendered.notes)
     assert key not in others.text()
     assert base64.b64encode(key.encode()).decode() not in others.text()
-    ref = _environment(rendered)[config.API_KEY_ENV]["valueFrom"]["secretKeyRef"]
+    ref = rendered.environment()[config.API_KEY_ENV]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": secret["metadata"]["name"], "key": "DASHSCOPE_API_KEY"}
 
 
@@ -138,7 +125,7 @@ def test_a_key_value_and_an_existing_secret_together_fail_the_render() -> None:
 
 def test_without_a_key_no_key_variable_and_the_notes_say_embedded_upstream() -> None:
     rendered = render()
-    assert config.API_KEY_ENV not in _environment(rendered)
+    assert config.API_KEY_ENV not in rendered.environment()
     assert "embedded local upstream" in rendered.notes
 
 
@@ -147,7 +134,7 @@ def test_without_a_key_no_key_variable_and_the_notes_say_embedded_upstream() -> 
 
 def test_env_variables_are_exactly_the_ones_the_server_reads() -> None:
     rendered = render(VALUE_SETS["everything"])
-    chart_env = {name for name in _environment(rendered) if not name.startswith(OTEL_PREFIX)}
+    chart_env = {name for name in rendered.environment() if not name.startswith(OTEL_PREFIX)}
     server_env = {option.env for option in config.OPTIONS} | {config.API_KEY_ENV}
     missing = sorted(server_env - chart_env)
     unknown = sorted(chart_env - server_env - set(DOWNWARD_ENV))
@@ -183,7 +170,7 @@ def test_overridden_config_reaches_the_server() -> None:
 
 def test_otel_variables_point_at_the_collector_with_pod_and_namespace() -> None:
     rendered = render(VALUE_SETS["otel-on"])
-    env = _environment(rendered)
+    env = rendered.environment()
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel-collector.observability:4317"
     assert env["OTEL_EXPORTER_OTLP_PROTOCOL"]["value"] == "grpc"
     assert env["OTEL_SERVICE_NAME"]["value"] == "demo-voxgate"
@@ -203,7 +190,7 @@ def test_otel_variables_point_at_the_collector_with_pod_and_namespace() -> None:
 
 
 def test_otel_off_sets_no_otel_variable() -> None:
-    assert [name for name in _environment(render()) if name.startswith(OTEL_PREFIX)] == []
+    assert [name for name in render().environment() if name.startswith(OTEL_PREFIX)] == []
 
 
 # --- probes, ports, draining -----------------------------------------------------------------
@@ -220,11 +207,7 @@ def test_probes_are_native_grpc_health_checks_on_the_grpc_port(value_set: str) -
         # Numeric port (Kubernetes gRPC probes take no port names); "" is voxgate's overall health.
         assert container[probe]["grpc"] == {"port": port, "service": ""}, probe
         assert set(container[probe]) & {"httpGet", "tcpSocket", "exec"} == set(), probe
-    assert config.load(_environment_values(rendered)).listen == f"0.0.0.0:{port}"
-
-
-def _environment_values(rendered: Rendered) -> dict[str, str]:
-    return {name: entry["value"] for name, entry in _environment(rendered).items() if "value" in entry}
+    assert config.load(rendered.environment_values()).listen == f"0.0.0.0:{port}"
 
 
 def test_startup_probe_gives_the_pool_time_to_prewarm() -> None:
