@@ -212,7 +212,8 @@ def test_probes_are_native_grpc_health_checks_on_the_grpc_port(value_set: str) -
 
 def test_startup_probe_gives_the_pool_time_to_prewarm() -> None:
     startup = render().container()["startupProbe"]
-    # 16 connects at 4 at a time, each allowed VOXGATE_CONNECT_TIMEOUT_S: the worst prewarm.
+    # ceil(pool size / concurrent connects) waves, each allowed VOXGATE_CONNECT_TIMEOUT_S: the slowest
+    # prewarm that still succeeds.
     settings = config.load(_configmap_data(render()))
     worst_prewarm_s = math.ceil(settings.pool_max_size / settings.pool_max_concurrent_connects) * (
         settings.connect_timeout_s
