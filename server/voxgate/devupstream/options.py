@@ -174,7 +174,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--generation-error-after-tokens",
         type=int,
         default=None,
-        help="generation: event:error after this many streamed tokens (--fail-code/--fail-message)",
+        help="generation: event:error after this many streamed tokens (0: before the first)",
+    )
+    faults.add_argument(
+        "--generation-error-code",
+        default=DEFAULT_FAIL_CODE,
+        help="generation: code of the event:error (default: %(default)s)",
+    )
+    faults.add_argument(
+        "--generation-error-message",
+        default=DEFAULT_FAIL_MESSAGE,
+        help="generation: message of the event:error (default: %(default)s)",
     )
     faults.add_argument(
         "--generation-drop-after-tokens",
@@ -219,8 +229,8 @@ def options_from_args(args: argparse.Namespace) -> UpstreamOptions:
             error_status=args.generation_error_status,
             error_after_tokens=args.generation_error_after_tokens,
             drop_after_tokens=args.generation_drop_after_tokens,
-            error_code=args.fail_code,
-            error_message=args.fail_message,
+            error_code=args.generation_error_code,
+            error_message=args.generation_error_message,
         ),
     )
     return UpstreamOptions(
