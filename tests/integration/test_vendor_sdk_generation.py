@@ -15,9 +15,14 @@ from typing import Any
 
 import dashscope
 import pytest
-from dashscope import AioGeneration, Generation
 
 from voxgate.devupstream import DevUpstream, Faults, GenerationFaults, UpstreamOptions
+
+# Untyped on purpose: the SDK's annotations disagree with what it does (messages as plain
+# dicts are documented; AioGeneration.call(stream=True) returns an async generator).
+sdk: Any = dashscope
+Generation: Any = dashscope.Generation
+AioGeneration: Any = dashscope.AioGeneration
 
 KEY = "sk-vendor-sdk-generation-test"
 MESSAGES = [
@@ -36,8 +41,8 @@ async def upstream(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DevUpstream
     monkeypatch.setattr(dashscope, "base_http_api_url", server.http_base_url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the aio session trusts proxy env vars
     yield server
-    await dashscope.close_shared_aio_session()
-    await asyncio.to_thread(dashscope.close_shared_sync_session)
+    await sdk.close_shared_aio_session()
+    await asyncio.to_thread(sdk.close_shared_sync_session)
     await server.stop()
 
 
