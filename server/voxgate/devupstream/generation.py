@@ -87,6 +87,9 @@ class GenerationEndpoint:
             if faults.error_after_tokens is not None:
                 self.stats.generations_failed += 1
                 return _error(500, faults.error_code, faults.error_message, stream=False)
+            if self.options.token_interval_ms and len(result.tokens) > 1:
+                # A whole answer takes as long to produce as its stream would.
+                await asyncio.sleep((len(result.tokens) - 1) * self.options.token_interval_ms / 1000)
             self.stats.generation_tokens_sent += len(result.tokens)
             self.stats.generations_finished += 1
             return web.json_response(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -125,13 +126,15 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
                 )
         raise AssertionError("GenerationClient.stream ended without a last result")  # it raises instead
 
-    async def _with_retries(self, attempt: Any, context: Context, progress: _Progress) -> Result:
+    async def _with_retries(
+        self, attempt: Callable[[], Awaitable[Result]], context: Context, progress: _Progress
+    ) -> Result:
         loop = asyncio.get_running_loop()
         while True:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout_at(progress.deadline):
-                    result: Result = await attempt()
+                    result = await attempt()
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
             except Exception as exc:
