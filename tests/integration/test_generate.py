@@ -284,4 +284,4 @@ async def test_sequential_and_concurrent_calls_stay_within_the_connector_limit(
     assert answers == [ANSWER] * 50
     stats = upstream.stats()
     assert stats["generations_finished"] == 250
-    assert 1 < stats["generation_connections_opened"] <= HTTP_LIMIT
+    assert stats["generation_connections_opened"] <= HTTP_LIMIT
