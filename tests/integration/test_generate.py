@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 
@@ -285,3 +286,15 @@ async def test_sequential_and_concurrent_calls_stay_within_the_connector_limit(
     stats = upstream.stats()
     assert stats["generations_finished"] == 250
     assert stats["generation_connections_opened"] <= HTTP_LIMIT
+
+
+async def test_generation_faults_switch_at_run_time_over_http(client: Client, upstream: DevUpstream) -> None:
+    origin = upstream.http_base_url.removesuffix("/api/v1")
+    async with aiohttp.ClientSession() as http:
+        body = {"generation": {"error_status": 429}, "times": 1}
+        async with http.put(f"{origin}/_dev/faults", json=body) as response:
+            assert response.status == 200
+        async with http.get(f"{origin}/_dev/stats") as response:
+            assert (await response.json())["generation_connections_opened"] == 0
+    reply = await client.generate(pb.GenerateRequest(**ask()), timeout_s=30)
+    assert (reply.text, reply.attempts) == (ANSWER, 2)
