@@ -10,4 +10,12 @@ from .app import DevUpstream, serve
 from .faults import Faults, GenerationFaults
 from .options import UpstreamOptions, add_arguments, options_from_args
 
-__all__ = ["DevUpstream", "Faults", "GenerationFaults", "UpstreamOptions", "add_arguments", "options_from_args", "serve"]
+__all__ = [
+    "DevUpstream",
+    "Faults",
+    "GenerationFaults",
+    "UpstreamOptions",
+    "add_arguments",
+    "options_from_args",
+    "serve",
+]
