@@ -5,6 +5,8 @@ VENV        ?= .venv
 PYTEST_ARGS ?=
 RUN_ARGS    ?=
 BENCH_ARGS  ?=
+CONTAINER   ?= docker
+IMAGE       ?= voxgate:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
 SHELL       := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -28,10 +30,10 @@ GENERATED := $(foreach s,$(GEN_STEMS),$(s)_pb2.py $(s)_pb2.pyi $(s)_pb2_grpc.py 
 GEN_PKGS  := $(sort $(foreach d,$(patsubst %/,%,$(dir $(GEN_STEMS))),$(d) $(patsubst %/,%,$(dir $(d)))))
 GEN_INITS := $(addsuffix /__init__.py,$(GEN_PKGS))
 
-.PHONY: help setup proto proto-check lint fmt test run bench clean
+.PHONY: help setup proto proto-check lint fmt test run bench chart image clean
 
 help: ## list the targets (the default)
-	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...]'
+	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...] [IMAGE=...]'
 	@echo
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^#]*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
@@ -87,6 +89,12 @@ run: setup ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to p
 
 bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flags)
 	$(PY) -m bench $(BENCH_ARGS)
+
+chart: setup ## helm/voxgate: strict lint, render several value sets, validate against Kubernetes 1.27 + 1.37 schemas
+	$(PY) -m pytest -q tests/chart
+
+image: ## build the container image voxgate:<version> (IMAGE=..., CONTAINER=podman; needs a running engine)
+	$(CONTAINER) build -t $(IMAGE) .
 
 clean: ## remove the venv, node_modules, caches and build output
 	rm -rf $(VENV) node_modules build dist .mypy_cache .ruff_cache .pytest_cache
