@@ -30,7 +30,7 @@ GENERATED := $(foreach s,$(GEN_STEMS),$(s)_pb2.py $(s)_pb2.pyi $(s)_pb2_grpc.py 
 GEN_PKGS  := $(sort $(foreach d,$(patsubst %/,%,$(dir $(GEN_STEMS))),$(d) $(patsubst %/,%,$(dir $(d)))))
 GEN_INITS := $(addsuffix /__init__.py,$(GEN_PKGS))
 
-.PHONY: help setup proto proto-check lint fmt test run bench chart image clean
+.PHONY: help setup proto proto-check lint fmt test run bench bench-full chart image clean
 
 help: ## list the targets (the default)
 	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...] [IMAGE=...]'
@@ -87,8 +87,11 @@ test: setup ## run the test suite (PYTEST_ARGS='-k pool -x' to narrow it)
 run: setup ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to pass flags)
 	$(BIN)/voxgate serve $(RUN_ARGS)
 
-bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flags)
+bench: setup ## the short benchmarks (< 3 min), ratios side by side: python -m bench (BENCH_ARGS=...)
 	$(PY) -m bench $(BENCH_ARGS)
+
+bench-full: setup ## the whole sweep (~15 min): results + plots into docs/bench/ (see docs/benchmarks.md)
+	$(PY) -m bench --full $(BENCH_ARGS)
 
 chart: setup ## helm/voxgate: strict lint, render several value sets, validate against Kubernetes 1.27 + 1.37 schemas
 	$(PY) -m pytest -q tests/chart

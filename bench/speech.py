@@ -306,6 +306,8 @@ def resolve(args: argparse.Namespace) -> None:
     args.requests = args.requests or (40 if full else 16)
     args.rounds = args.rounds or 3
     args.idle_rss = args.idle_rss or full
+    if full and args.out is None:
+        args.out = Path("docs/bench/speech.json")
     if args.rate and "c" in args.variants:
         args.variants.remove("c")
 
@@ -363,4 +365,10 @@ async def run(args: argparse.Namespace) -> list[LevelResult]:
         }
         args.out.write_text(json.dumps(payload, indent=1))
         print(f"results written to {args.out}")
+        from bench import report  # matplotlib only when plotting
+
+        for path in report.plot(
+            results, args.out.parent, f"{payload['machine']}; upstream: {payload['profile']}"
+        ):
+            print(f"plot written to {path}")
     return results
