@@ -97,8 +97,9 @@ def tables(results: Sequence[LevelResult]) -> str:
             f"**{concurrency} concurrent stream{'s' if concurrency > 1 else ''}**",
             "",
             "| variant | requests | first packet p50 / p99 ms | streams/s | audio s/s | errors"
-            " | CPU ms/stream (client + gateway) | peak RSS MiB (client / gateway) | reuse |",
-            "|---|---|---|---|---|---|---|---|---|",
+            " | CPU ms/stream (client + gateway) | upstream CPU ms/stream | peak RSS MiB (client / gateway)"
+            " | reuse |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for result in sorted((r for r in results if r.concurrency == concurrency), key=_order):
             cpu = f"{result.cpu_ms_per_stream:.1f}"
@@ -112,7 +113,8 @@ def tables(results: Sequence[LevelResult]) -> str:
             first_packet = f"{_ms(result.p50_ms)} / {_ms(result.p99_ms)}"
             lines.append(
                 f"| {VARIANTS[result.variant]} | {result.requests} | {first_packet}"
-                f" | {result.streams_per_s:.1f} | {result.audio_s_per_s:.1f} | {errors} | {cpu} | {rss}"
+                f" | {result.streams_per_s:.1f} | {result.audio_s_per_s:.1f} | {errors} | {cpu}"
+                f" | {result.upstream_cpu_ms_per_stream:.1f} | {rss}"
                 f" | {result.reuse:.1%} |"
             )
         lines.append("")

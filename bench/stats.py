@@ -100,6 +100,8 @@ class LevelResult:
     audio_s_per_s: float
     client_cpu_ms_per_stream: float
     gateway_cpu_ms_per_stream: float
+    upstream_cpu_ms_per_stream: float
+    """The upstream emulator's CPU (it shares the machine): context for saturation, not a variant's cost."""
     client_rss_mib: float
     gateway_rss_mib: float
     reuse: float
@@ -149,6 +151,7 @@ def summarize(variant: str, concurrency: int, samples: Sequence[Sample], costs: 
         audio_s_per_s=sum(s.audio_bytes for s in good) / PCM_BYTES_PER_SECOND / wall_s,
         client_cpu_ms_per_stream=costs.client_cpu_s * 1000 / completed,
         gateway_cpu_ms_per_stream=costs.gateway_cpu_s * 1000 / completed,
+        upstream_cpu_ms_per_stream=costs.upstream_cpu_s * 1000 / completed,
         client_rss_mib=costs.client_rss_kib / 1024,
         gateway_rss_mib=costs.gateway_rss_kib / 1024,
         reuse=1 - costs.upstream_connects / len(samples) if samples else math.nan,

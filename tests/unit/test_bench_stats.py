@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from bench.stats import PCM_BYTES_PER_SECOND, Costs, Sample, percentile, summarize
 
 
@@ -32,7 +31,7 @@ def test_summarize_counts_errors_and_rates_per_completed_stream() -> None:
         Sample(-1.0, 10.0, 0, "UNAVAILABLE"),
         Sample(150.0, 500.0, one_second // 2, "UNAVAILABLE"),  # audio, then a failure: not ok
     ]
-    costs = Costs(wall_s=2.0, client_cpu_s=0.02, gateway_cpu_s=0.04, upstream_connects=1)
+    costs = Costs(wall_s=2.0, client_cpu_s=0.02, gateway_cpu_s=0.04, upstream_cpu_s=0.1, upstream_connects=1)
     result = summarize("a", 4, samples, costs)
     assert (result.requests, result.errors, result.error_rate) == (4, 2, 0.5)
     assert result.error_kinds == {"UNAVAILABLE": 2}
@@ -43,6 +42,7 @@ def test_summarize_counts_errors_and_rates_per_completed_stream() -> None:
     assert result.client_cpu_ms_per_stream == 10.0
     assert result.gateway_cpu_ms_per_stream == 20.0
     assert result.cpu_ms_per_stream == 30.0
+    assert result.upstream_cpu_ms_per_stream == 50.0
     assert result.reuse == 0.75  # one connect for four requests
     assert result.hop_p50_ms == pytest.approx(0.3)
 
