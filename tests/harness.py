@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import queue
@@ -9,6 +10,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import IO, Any
 
 import grpc
@@ -71,6 +74,35 @@ async def wait_serving(address: str, timeout_s: float = 10.0) -> None:
             if reply.status == health_pb2.HealthCheckResponse.SERVING:
                 return
     raise AssertionError("health stream ended before SERVING")
+
+
+async def health_status(address: str, service: str = "") -> int:
+    """One health Check (what a Kubernetes probe does)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service)
+        )
+        return int(reply.status)
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Poll ``condition`` (cheap, synchronous) until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def pool_back_to_size(app: App) -> None:
+    """Wait until the pool is quiet and full again: every configured connection open and idle."""
+    size = app.pool.config.effective_min_idle
+
+    def full() -> bool:
+        stats = app.pool.stats()
+        return stats.idle == size and stats.in_use == stats.connecting == stats.overflow_in_use == 0
+
+    await wait_until(full, f"pool back to {size} idle connections ({app.pool!r})")
 
 
 class Process:

@@ -58,7 +58,7 @@ class App:
             is_open=lambda synth: synth.is_open,
             ping=Synthesizer.ping,
             is_fatal=lambda exc: isinstance(exc, HandshakeRejected) and exc.is_auth_failure,
-            describe_closed=lambda synth: synth.close_reason,
+            refusal=lambda synth: synth.refusal,
             config=settings.pool_config(),
             listeners=(log_event, self._on_pool_event),
         )

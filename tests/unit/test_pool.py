@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 
+from harness import wait_until
 from voxgate.tts.pool import (
     EVICT_CLOSED,
     EVICT_DISCARDED,
@@ -46,6 +47,8 @@ class Conn:
     open: bool = True
     silent: bool = False
     """Half-open: pings never get an answer."""
+    refusal: str | None = None
+    """Why the peer closed it, if that was a refusal (quota)."""
 
 
 class Upstream:
@@ -130,7 +133,7 @@ def make_pool(
         is_open=lambda conn: conn.open,
         ping=upstream.ping,
         is_fatal=lambda exc: isinstance(exc, PermissionError),
-        describe_closed=lambda conn: f"conn {conn.id} closed",
+        refusal=lambda conn: conn.refusal,
         config=PoolConfig(**settings),  # type: ignore[arg-type]
         listeners=[events.append] if events is not None else (),
         clock=clock or Clock(),
@@ -242,10 +245,7 @@ async def test_release_twice_is_harmless(pool: Pool[Conn]) -> None:
 # --- borrow checks ------------------------------------------------------------------------------
 
 
-async def test_closed_idle_connection_is_never_lent(
-    pool: Pool[Conn], upstream: Upstream, clock: Clock
-) -> None:
-    clock.now += 10  # it sat idle a while (past early_close_s: a hang-up, not a rejection)
+async def test_closed_idle_connection_is_never_lent(pool: Pool[Conn], upstream: Upstream) -> None:
     upstream.opened[0].open = False  # the peer hung up while it sat idle
     async with pool.lease() as lease:
         assert lease.conn is upstream.opened[1]
@@ -453,13 +453,6 @@ async def test_close_waits_for_leases_within_grace(pool: Pool[Conn], upstream: U
 # --- housekeeping: keepalive, eviction, leaks ---------------------------------------------------
 
 
-async def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Yield to the loop until ``condition()`` holds (background closes, pings, connects)."""
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.001)
-
-
 async def test_idle_connections_are_pinged_when_due_and_kept(
     pool: Pool[Conn], upstream: Upstream, clock: Clock
 ) -> None:
@@ -467,7 +460,7 @@ async def test_idle_connections_are_pinged_when_due_and_kept(
     assert upstream.pings == 0  # just opened: nothing due yet
     clock.now += 20.0  # ping_interval_s
     pool.housekeep()
-    await wait_for(lambda: pool.stats().idle == 2)
+    await wait_until(lambda: pool.stats().idle == 2, "state")
     assert upstream.pings == 2
     assert pool.stats().evicted == {}
 
@@ -484,7 +477,7 @@ async def test_a_silent_peer_is_evicted_after_ping_timeout_and_replaced(
     pool.housekeep()
     assert pool.stats().checking == 2  # out for a ping: not lendable meanwhile
     await upstream.wait_closed(half_open)
-    await wait_for(lambda: pool.stats().idle == 2)
+    await wait_until(lambda: pool.stats().idle == 2, "state")
     assert pool.stats().evicted == {EVICT_PING: 1}
     assert len(upstream.opened) == 3
     async with pool.lease() as lease:
@@ -502,7 +495,7 @@ async def test_housekeeper_retires_idle_and_aged_connections_before_anyone_asks(
     first = list(upstream.opened)
     clock.now += 50.0
     pool.housekeep()
-    await wait_for(lambda: len(upstream.opened) == 4 and pool.stats().idle == 2)
+    await wait_until(lambda: len(upstream.opened) == 4 and pool.stats().idle == 2, "state")
     assert all(not conn.open for conn in first)
     assert pool.stats().evicted == {EVICT_IDLE: 2}
     await pool.close()
@@ -518,9 +511,9 @@ async def test_refill_after_mass_loss_keeps_connects_under_the_cap(upstream: Ups
     for conn in upstream.opened:
         conn.open = False  # the upstream restarted: every socket is gone
     pool.housekeep()
-    await wait_for(lambda: upstream.in_flight == 3)
+    await wait_until(lambda: upstream.in_flight == 3, "state")
     upstream.gate.set()
-    await wait_for(lambda: pool.stats().idle == 10)
+    await wait_until(lambda: pool.stats().idle == 10, "state")
     assert upstream.max_in_flight == 3
     assert pool.stats().evicted == {EVICT_CLOSED: 10}
     await pool.close()
@@ -594,14 +587,14 @@ async def test_a_fatal_connect_error_stops_the_retrying_and_turns_not_serving(
         conn.open = False
     clock.now += 10.0
     pool.housekeep()
-    await wait_for(lambda: pool.rejected_reason is not None and pool.stats().connecting == 0)
+    await wait_until(lambda: pool.rejected_reason is not None and pool.stats().connecting == 0, "state")
     assert not pool.serving and pool.rejected_reason == "HTTP 401"
     failures = [e for e in events if isinstance(e, ConnectionFailed)]
     assert failures and all(15.0 <= e.backoff_s <= 30.0 for e in failures)  # the slow probe, at once
     attempts = upstream.attempts
     clock.now += 30.0
     pool.housekeep()
-    await wait_for(lambda: upstream.attempts > attempts and pool.stats().connecting == 0)
+    await wait_until(lambda: upstream.attempts > attempts and pool.stats().connecting == 0, "state")
     assert upstream.attempts == attempts + 1  # one probe, not one per missing connection
     with pytest.raises(ConnectFailed) as info:
         await pool.acquire()
@@ -617,16 +610,17 @@ async def test_a_connection_closed_right_after_its_handshake_is_a_rejection_unti
     pool = make_pool(upstream, clock, events, max_size=1, backoff_initial_s=0.01, backoff_max_s=0.01)
     pool.start()
     await pool.wait_ready()
-    upstream.opened[0].open = False  # quota: accepted, then dropped before any use
+    upstream.opened[0].refusal = "quota exceeded"
+    upstream.opened[0].open = False  # accepted, then dropped before any use
     pool.housekeep()
     assert not pool.serving
     assert pool.stats().evicted == {EVICT_REJECTED: 1}
     failure = next(e for e in events if isinstance(e, ConnectionFailed))
     assert isinstance(failure.error, ClosedAfterOpen)
-    assert f"conn {upstream.opened[0].id} closed" in str(failure.error)
+    assert "quota exceeded" in str(failure.error)
     clock.now += 0.01  # backoff over
     pool.housekeep()
-    await wait_for(lambda: pool.stats().idle == 1)  # the probe connected...
+    await wait_until(lambda: pool.stats().idle == 1, "state")  # the probe connected...
     assert not pool.serving  # ...but has not proved itself yet
     clock.now += 2.0  # early_close_s
     pool.housekeep()

@@ -10,11 +10,17 @@ from dataclasses import asdict, dataclass
 
 @dataclass(slots=True)
 class Stats:
-    """Monotonic counters, except ``connections_open`` (a gauge)."""
+    """Monotonic counters, except the gauges ``connections_open`` and ``handshakes_in_flight``."""
 
     connections_opened: int = 0
     connections_open: int = 0
     handshakes_rejected: int = 0
+    handshakes_in_flight: int = 0
+    """WS upgrades being answered right now (from the request to the upgrade or refusal)."""
+    handshakes_in_flight_max: int = 0
+    """The most upgrades ever answered at once: what a client's connect cap must bound."""
+    connections_closed_after_handshake: int = 0
+    connections_stalled: int = 0
     tasks_started: int = 0
     tasks_finished: int = 0
     tasks_failed: int = 0
@@ -26,6 +32,10 @@ class Stats:
     idle_timeouts: int = 0
     text_gap_timeouts: int = 0
     pings_received: int = 0
+
+    def handshake_started(self) -> None:
+        self.handshakes_in_flight += 1
+        self.handshakes_in_flight_max = max(self.handshakes_in_flight_max, self.handshakes_in_flight)
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

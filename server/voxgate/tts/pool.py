@@ -311,7 +311,7 @@ class Pool(Generic[C]):
     Call :meth:`start` once, then :meth:`lease` per request, and :meth:`close` at the end.
     Optional callbacks: ``ping`` (resolves when the peer answered; the pool applies
     ``ping_timeout_s``), ``is_fatal`` (a connect error that retrying cannot fix) and
-    ``describe_closed`` (why a connection closed, for the rejection reason).
+    ``refusal`` (if the way a connection closed means the upstream refuses us, why; else None).
     """
 
     def __init__(
@@ -323,7 +323,7 @@ class Pool(Generic[C]):
         config: PoolConfig,
         ping: Callable[[C], Awaitable[None]] | None = None,
         is_fatal: Callable[[BaseException], bool] = lambda _exc: False,
-        describe_closed: Callable[[C], str] = lambda _conn: "closed by the peer",
+        refusal: Callable[[C], str | None] = lambda _conn: None,
         listeners: Sequence[PoolListener] = (),
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -333,7 +333,7 @@ class Pool(Generic[C]):
         self._is_open = is_open
         self._ping = ping
         self._is_fatal = is_fatal
-        self._describe_closed = describe_closed
+        self._refusal = refusal
         self.config = config
         self._listeners = tuple(listeners)
         self._clock = clock
@@ -726,13 +726,13 @@ class Pool(Generic[C]):
                 self._emit(LeaseHeldLong(held_s, now - slot.created_at))
 
     def _evict_unusable(self, slot: _Slot[C], reason: str) -> None:
-        """Evict ``slot``; a fresh, unused connection the peer closed at once is a rejection."""
+        """Evict ``slot``; a fresh, unused connection the peer refused at once is a rejection."""
         age_s = self._clock() - slot.created_at
-        if reason == EVICT_CLOSED and slot.uses == 0 and age_s < self.config.early_close_s:
+        refusal = self._refusal(slot.conn) if reason == EVICT_CLOSED and slot.uses == 0 else None
+        if refusal is not None and age_s < self.config.early_close_s:
             self._evict(slot, EVICT_REJECTED)
             error = ClosedAfterOpen(
-                f"upstream closed a new connection {age_s:.2g}s after its handshake,"
-                f" before any use: {self._describe_closed(slot.conn)}"
+                f"upstream closed a new connection {age_s:.2g}s after its handshake, before any use: {refusal}"
             )
             self._on_connect_failed(error, fatal=True)
             return
@@ -755,7 +755,12 @@ class Pool(Generic[C]):
         if self._rejected is None:
             return
         for slot in self._idle:
-            if now - slot.created_at >= self.config.early_close_s and self._is_open(slot.conn):
+            opened_since = slot.created_at >= self._rejected_at
+            if (
+                opened_since
+                and now - slot.created_at >= self.config.early_close_s
+                and self._is_open(slot.conn)
+            ):
                 self._clear_rejection(slot)
                 return
 

@@ -23,6 +23,8 @@ from voxgate.tts.protocol import ProtocolError, SynthesisTask, TaskFinished, Tas
 
 log = logging.getLogger(__name__)
 
+_ORDINARY_CLOSE_CODES = (1001, 1012, 1013)
+
 USER_AGENT = f"voxgate/{__version__}; python/{platform.python_version()}; platform/{platform.system()}"
 
 
@@ -105,6 +107,19 @@ class Synthesizer:
             return "no close frame (connection dropped)" if self._ws.state is State.CLOSED else "still open"
         reason = f" {received.reason!r}" if received.reason else ""
         return f"close code {received.code}{reason}"
+
+    @property
+    def refusal(self) -> str | None:
+        """If the upstream closed this socket with a close frame that reads as a refusal, why.
+
+        Going away (1001), restarting (1012) or try-again-later (1013) are ordinary closes,
+        as is a dropped TCP connection; any other code is taken as a refusal (the service's
+        code for quota or arrears is undocumented: reference §3).
+        """
+        received = self._ws.protocol.close_rcvd
+        if received is None or received.code in _ORDINARY_CLOSE_CODES:
+            return None
+        return self.close_reason
 
     async def ping(self) -> None:
         """Send a WebSocket ping and return when its pong arrives (the pool bounds the wait).
