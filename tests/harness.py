@@ -160,6 +160,11 @@ class Process:
         """SIGTERM, wait for the exit code, collect the remaining output."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout_s)
+
+    def wait(self, timeout_s: float = 20.0) -> int:
+        """Wait for the exit code (after a signal sent elsewhere), collect the remaining output."""
+        assert self.proc is not None
         code = self.proc.wait(timeout=timeout_s)
         self._close_pipes()
         return code
