@@ -5,6 +5,7 @@ VENV        ?= .venv
 PYTEST_ARGS ?=
 RUN_ARGS    ?=
 BENCH_ARGS  ?=
+SOAK_ARGS   ?=
 
 SHELL       := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -28,10 +29,10 @@ GENERATED := $(foreach s,$(GEN_STEMS),$(s)_pb2.py $(s)_pb2.pyi $(s)_pb2_grpc.py 
 GEN_PKGS  := $(sort $(foreach d,$(patsubst %/,%,$(dir $(GEN_STEMS))),$(d) $(patsubst %/,%,$(dir $(d)))))
 GEN_INITS := $(addsuffix /__init__.py,$(GEN_PKGS))
 
-.PHONY: help setup proto proto-check lint fmt test run bench clean
+.PHONY: help setup proto proto-check lint fmt test run bench soak clean
 
 help: ## list the targets (the default)
-	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...]'
+	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...] [SOAK_ARGS=...]'
 	@echo
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^#]*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
@@ -87,6 +88,9 @@ run: setup ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to p
 
 bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flags)
 	$(PY) -m bench $(BENCH_ARGS)
+
+soak: setup ## requests under random faults (~1 %), then the books; CI runs it (SOAK_ARGS='--requests 100000' for a long one)
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 clean: ## remove the venv, node_modules, caches and build output
 	rm -rf $(VENV) node_modules build dist .mypy_cache .ruff_cache .pytest_cache

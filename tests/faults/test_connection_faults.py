@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -33,6 +34,8 @@ from voxgate.devupstream import DevUpstream, Faults, UpstreamOptions
 from voxgate.speech.v1 import speech_pb2
 
 PCM = speech_pb2.AUDIO_FORMAT_PCM
+if TYPE_CHECKING:
+    Call = grpc.aio.UnaryStreamCall[speech_pb2.SynthesizeRequest, speech_pb2.SynthesizeResponse]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -59,7 +62,7 @@ async def nothing_broken_is_lent(
     assert upstream.stats()["invalid_action_errors"] == 0
 
 
-async def read_first_chunks(calls: list[grpc.aio.UnaryStreamCall]) -> list[int]:  # type: ignore[type-arg]
+async def read_first_chunks(calls: list[Call]) -> list[int]:
     sizes = []
     for call in calls:
         first = await call.read()
@@ -68,19 +71,16 @@ async def read_first_chunks(calls: list[grpc.aio.UnaryStreamCall]) -> list[int]:
     return sizes
 
 
-async def finish_with_error(
-    call: grpc.aio.UnaryStreamCall, received: int
-) -> tuple[grpc.aio.AioRpcError, int]:  # type: ignore[type-arg]
+async def finish_with_error(call: Call, received: int) -> tuple[grpc.aio.AioRpcError, int]:
     """Read ``call`` to its end; it must end with an error status, never a summary."""
     with pytest.raises(grpc.aio.AioRpcError) as info:
         while isinstance(response := await call.read(), speech_pb2.SynthesizeResponse):
             assert response.WhichOneof("content") == "audio", "a summary would hide the truncation"
             received += len(response.audio)
-        await call  # the status
     return info.value, received
 
 
-async def restart(upstream: DevUpstream, **faults: object) -> DevUpstream:
+async def restart(upstream: DevUpstream, **faults: Any) -> DevUpstream:
     """A new upstream on the stopped one's port (a restarted service at the same address)."""
     options = replace(upstream.options, port=upstream.port, faults=replace(Faults(), **faults))
     again = DevUpstream(options)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -28,6 +28,8 @@ from voxgate.service.errors import MD_UPSTREAM_CODE
 from voxgate.speech.v1 import speech_pb2
 
 PCM = speech_pb2.AUDIO_FORMAT_PCM
+if TYPE_CHECKING:
+    Call = grpc.aio.UnaryStreamCall[speech_pb2.SynthesizeRequest, speech_pb2.SynthesizeResponse]
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ async def healthy_afterwards(app: App, client: Client, upstream: DevUpstream) ->
     assert upstream.stats()["invalid_action_errors"] == 0
 
 
-async def first_chunk(call: grpc.aio.UnaryStreamCall) -> bytes:  # type: ignore[type-arg]
+async def first_chunk(call: Call) -> bytes:
     response = await call.read()
     assert isinstance(response, speech_pb2.SynthesizeResponse) and response.audio
     return response.audio

@@ -581,14 +581,14 @@ async def test_a_fatal_connect_error_stops_the_retrying_and_turns_not_serving(
     pool = make_pool(upstream, clock, events, max_size=2, backoff_initial_s=0.1, backoff_max_s=30.0)
     pool.start()
     await pool.wait_ready()
-    assert pool.serving
+    assert pool.stats().serving
     upstream.fail_with = PermissionError("HTTP 401")
     for conn in upstream.opened:
         conn.open = False
     clock.now += 10.0
     pool.housekeep()
     await wait_until(lambda: pool.rejected_reason is not None and pool.stats().connecting == 0, "state")
-    assert not pool.serving and pool.rejected_reason == "HTTP 401"
+    assert not pool.stats().serving and pool.rejected_reason == "HTTP 401"
     failures = [e for e in events if isinstance(e, ConnectionFailed)]
     assert failures and all(15.0 <= e.backoff_s <= 30.0 for e in failures)  # the slow probe, at once
     attempts = upstream.attempts
@@ -613,7 +613,7 @@ async def test_a_connection_closed_right_after_its_handshake_is_a_rejection_unti
     upstream.opened[0].refusal = "quota exceeded"
     upstream.opened[0].open = False  # accepted, then dropped before any use
     pool.housekeep()
-    assert not pool.serving
+    assert not pool.stats().serving
     assert pool.stats().evicted == {EVICT_REJECTED: 1}
     failure = next(e for e in events if isinstance(e, ConnectionFailed))
     assert isinstance(failure.error, ClosedAfterOpen)
@@ -621,9 +621,9 @@ async def test_a_connection_closed_right_after_its_handshake_is_a_rejection_unti
     clock.now += 0.01  # backoff over
     pool.housekeep()
     await wait_until(lambda: pool.stats().idle == 1, "state")  # the probe connected...
-    assert not pool.serving  # ...but has not proved itself yet
+    assert not pool.stats().serving  # ...but has not proved itself yet
     clock.now += 2.0  # early_close_s
     pool.housekeep()
-    assert pool.serving and pool.rejected_reason is None
+    assert pool.stats().serving and pool.rejected_reason is None
     assert [e.serving for e in events if isinstance(e, HealthChanged)] == [True, False, True]
     await pool.close()
