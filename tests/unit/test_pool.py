@@ -460,7 +460,7 @@ async def test_idle_connections_are_pinged_when_due_and_kept(
     assert upstream.pings == 0  # just opened: nothing due yet
     clock.now += 20.0  # ping_interval_s
     pool.housekeep()
-    await wait_until(lambda: pool.stats().idle == 2, "state")
+    await wait_until(lambda: pool.stats().idle == 2, "pool state")
     assert upstream.pings == 2
     assert pool.stats().evicted == {}
 
@@ -477,13 +477,27 @@ async def test_a_silent_peer_is_evicted_after_ping_timeout_and_replaced(
     pool.housekeep()
     assert pool.stats().checking == 2  # out for a ping: not lendable meanwhile
     await upstream.wait_closed(half_open)
-    await wait_until(lambda: pool.stats().idle == 2, "state")
+    await wait_until(lambda: pool.stats().idle == 2, "pool state")
     assert pool.stats().evicted == {EVICT_PING: 1}
     assert len(upstream.opened) == 3
     async with pool.lease() as lease:
         assert lease.conn is not half_open
         lease.mark_reusable()
     await pool.close()
+
+
+async def test_close_does_not_wait_out_a_ping(upstream: Upstream, clock: Clock) -> None:
+    pool = make_pool(upstream, clock, ping_timeout_s=3600.0)
+    pool.start()
+    await pool.wait_ready()
+    upstream.opened[0].silent = True
+    clock.now += 20.0
+    pool.housekeep()
+    await wait_until(lambda: pool.stats().checking == 1, "the silent one still out for its ping")
+    async with asyncio.timeout(10):
+        await pool.close()
+    assert all(not conn.open for conn in upstream.opened)
+    assert pool.stats().evicted == {EVICT_SHUTDOWN: 2}
 
 
 async def test_housekeeper_retires_idle_and_aged_connections_before_anyone_asks(
@@ -495,7 +509,7 @@ async def test_housekeeper_retires_idle_and_aged_connections_before_anyone_asks(
     first = list(upstream.opened)
     clock.now += 50.0
     pool.housekeep()
-    await wait_until(lambda: len(upstream.opened) == 4 and pool.stats().idle == 2, "state")
+    await wait_until(lambda: len(upstream.opened) == 4 and pool.stats().idle == 2, "pool state")
     assert all(not conn.open for conn in first)
     assert pool.stats().evicted == {EVICT_IDLE: 2}
     await pool.close()
@@ -511,9 +525,9 @@ async def test_refill_after_mass_loss_keeps_connects_under_the_cap(upstream: Ups
     for conn in upstream.opened:
         conn.open = False  # the upstream restarted: every socket is gone
     pool.housekeep()
-    await wait_until(lambda: upstream.in_flight == 3, "state")
+    await wait_until(lambda: upstream.in_flight == 3, "pool state")
     upstream.gate.set()
-    await wait_until(lambda: pool.stats().idle == 10, "state")
+    await wait_until(lambda: pool.stats().idle == 10, "pool state")
     assert upstream.max_in_flight == 3
     assert pool.stats().evicted == {EVICT_CLOSED: 10}
     await pool.close()
@@ -587,14 +601,14 @@ async def test_a_fatal_connect_error_stops_the_retrying_and_turns_not_serving(
         conn.open = False
     clock.now += 10.0
     pool.housekeep()
-    await wait_until(lambda: pool.rejected_reason is not None and pool.stats().connecting == 0, "state")
+    await wait_until(lambda: pool.rejected_reason is not None and pool.stats().connecting == 0, "pool state")
     assert not pool.stats().serving and pool.rejected_reason == "HTTP 401"
     failures = [e for e in events if isinstance(e, ConnectionFailed)]
     assert failures and all(15.0 <= e.backoff_s <= 30.0 for e in failures)  # the slow probe, at once
     attempts = upstream.attempts
     clock.now += 30.0
     pool.housekeep()
-    await wait_until(lambda: upstream.attempts > attempts and pool.stats().connecting == 0, "state")
+    await wait_until(lambda: upstream.attempts > attempts and pool.stats().connecting == 0, "pool state")
     assert upstream.attempts == attempts + 1  # one probe, not one per missing connection
     with pytest.raises(ConnectFailed) as info:
         await pool.acquire()
@@ -620,7 +634,7 @@ async def test_a_connection_closed_right_after_its_handshake_is_a_rejection_unti
     assert "quota exceeded" in str(failure.error)
     clock.now += 0.01  # backoff over
     pool.housekeep()
-    await wait_until(lambda: pool.stats().idle == 1, "state")  # the probe connected...
+    await wait_until(lambda: pool.stats().idle == 1, "pool state")  # the probe connected...
     assert not pool.stats().serving  # ...but has not proved itself yet
     clock.now += 2.0  # early_close_s
     pool.housekeep()

@@ -346,7 +346,7 @@ class Pool(Generic[C]):
         self._connecting = 0
         self._waiters: deque[asyncio.Future[_Slot[C]]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._connect_tasks: set[asyncio.Task[None]] = set()
+        self._cancel_on_close: set[asyncio.Task[None]] = set()
         self._housekeeper: asyncio.Task[None] | None = None
         self._retry_timer: asyncio.TimerHandle | None = None
         self._next_connect_at = 0.0
@@ -511,7 +511,9 @@ class Pool(Generic[C]):
             elif self._ping_due(slot, now):
                 self._idle.remove(slot)
                 self._checking.add(slot)
-                self._spawn(self._check(slot))
+                check = asyncio.get_running_loop().create_task(self._check(slot))
+                self._cancel_on_close.add(check)  # a ping, like a connect, is cancelled by close()
+                check.add_done_callback(self._cancel_on_close.discard)
         self._report_held_long(now)
         self._clear_rejection_if_proven(now)
         self._refill()
@@ -535,7 +537,7 @@ class Pool(Generic[C]):
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(PoolClosed("pool is closing"))
-        for task in list(self._connect_tasks):
+        for task in list(self._cancel_on_close):
             task.cancel()
         while self._idle:
             self._evict(self._idle.popleft(), EVICT_SHUTDOWN)
@@ -683,7 +685,10 @@ class Pool(Generic[C]):
     async def _housekeep_forever(self) -> None:
         while not self._closing:
             await asyncio.sleep(self.config.housekeeping_interval_s)
-            self.housekeep()
+            try:
+                self.housekeep()
+            except Exception:  # a bug here must not end housekeeping for good
+                log.exception("pool housekeeping failed")
 
     def _ping_due(self, slot: _Slot[C], now: float) -> bool:
         interval = self.config.ping_interval_s
@@ -695,6 +700,10 @@ class Pool(Generic[C]):
         try:
             async with asyncio.timeout(self.config.ping_timeout_s):
                 await self._ping(slot.conn)
+        except asyncio.CancelledError:  # close() does not wait out a ping
+            self._checking.discard(slot)
+            self._evict(slot, EVICT_SHUTDOWN)
+            raise
         except Exception:
             alive = False
         else:
@@ -732,7 +741,8 @@ class Pool(Generic[C]):
         if refusal is not None and age_s < self.config.early_close_s:
             self._evict(slot, EVICT_REJECTED)
             error = ClosedAfterOpen(
-                f"upstream closed a new connection {age_s:.2g}s after its handshake, before any use: {refusal}"
+                f"upstream closed a new connection {age_s:.2g}s after its handshake,"
+                f" before any use: {refusal}"
             )
             self._on_connect_failed(error, fatal=True)
             return
@@ -798,8 +808,8 @@ class Pool(Generic[C]):
         for _ in range(max(0, min(wanted, capacity, slots_to_connect))):
             self._connecting += 1
             task = asyncio.get_running_loop().create_task(self._open_one())
-            self._connect_tasks.add(task)
-            task.add_done_callback(self._connect_tasks.discard)
+            self._cancel_on_close.add(task)
+            task.add_done_callback(self._cancel_on_close.discard)
 
     def _schedule_retry(self, delay_s: float) -> None:
         if self._retry_timer is None:
@@ -896,8 +906,8 @@ class Pool(Generic[C]):
 
     async def _drain_tasks(self) -> None:
         tasks = {task for task in (self._housekeeper,) if task is not None}
-        while self._tasks or self._connect_tasks or tasks:
-            await asyncio.gather(*self._tasks, *self._connect_tasks, *tasks, return_exceptions=True)
+        while self._tasks or self._cancel_on_close or tasks:
+            await asyncio.gather(*self._tasks, *self._cancel_on_close, *tasks, return_exceptions=True)
             tasks = set()
 
     # -- notification ------------------------------------------------------------------------
