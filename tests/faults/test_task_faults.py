@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def upstream_options() -> UpstreamOptions:
-    # Paced at real time: a stream is reliably mid-flight when a test acts on it.
-    return UpstreamOptions(api_key=API_KEY, rtf=1.0)
+    # Paced at half real time: a stream of TEXT (~5 s of speech) is reliably mid-flight when
+    # a test acts on it after its first chunk.
+    return UpstreamOptions(api_key=API_KEY, rtf=0.5)
 
 
 @pytest.fixture
