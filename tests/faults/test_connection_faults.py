@@ -244,7 +244,10 @@ async def test_rejected_credentials_keep_health_not_serving(upstream: DevUpstrea
         upstream, api_key="sk-wrong", VOXGATE_POOL_MAX_SIZE=2, VOXGATE_POOL_BACKOFF_MAX_S=300
     )
     async with running_gateway(settings, wait_ready=False) as app, Client(app.address) as client:
-        await wait_until(lambda: app.pool.rejected_reason is not None, "the pool gives up on the key")
+        await wait_until(
+            lambda: app.pool.rejected_reason is not None and app.pool.stats().connecting == 0,
+            "the pool gives up on the key",
+        )
         assert "401" in (app.pool.rejected_reason or "")
         assert await health_status(app.address) == NOT_SERVING
         with pytest.raises(grpc.aio.AioRpcError) as info:
