@@ -6,6 +6,8 @@ PYTEST_ARGS ?=
 RUN_ARGS    ?=
 BENCH_ARGS  ?=
 SOAK_ARGS   ?=
+CONTAINER   ?= docker
+IMAGE       ?= voxgate:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
 SHELL       := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -29,10 +31,10 @@ GENERATED := $(foreach s,$(GEN_STEMS),$(s)_pb2.py $(s)_pb2.pyi $(s)_pb2_grpc.py 
 GEN_PKGS  := $(sort $(foreach d,$(patsubst %/,%,$(dir $(GEN_STEMS))),$(d) $(patsubst %/,%,$(dir $(d)))))
 GEN_INITS := $(addsuffix /__init__.py,$(GEN_PKGS))
 
-.PHONY: help setup proto proto-check lint fmt test run bench soak clean
+.PHONY: help setup proto proto-check lint fmt test run bench soak chart image clean
 
 help: ## list the targets (the default)
-	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...] [SOAK_ARGS=...]'
+	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...] [SOAK_ARGS=...] [IMAGE=...]'
 	@echo
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^#]*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
@@ -91,6 +93,12 @@ bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flag
 
 soak: setup ## requests under random faults (~1 %), then the books; CI runs it (SOAK_ARGS='--requests 100000' for a long one)
 	$(PY) -m bench.soak $(SOAK_ARGS)
+
+chart: setup ## helm/voxgate: strict lint, render several value sets, validate against Kubernetes 1.27 + 1.37 schemas
+	$(PY) -m pytest -q tests/chart
+
+image: ## build the container image voxgate:<version> (IMAGE=..., CONTAINER=podman; needs a running engine)
+	$(CONTAINER) build -t $(IMAGE) .
 
 clean: ## remove the venv, node_modules, caches and build output
 	rm -rf $(VENV) node_modules build dist .mypy_cache .ruff_cache .pytest_cache
