@@ -515,6 +515,22 @@ async def test_housekeeper_retires_idle_and_aged_connections_before_anyone_asks(
     await pool.close()
 
 
+async def test_connections_prewarmed_together_are_retired_in_a_trickle(
+    upstream: Upstream, clock: Clock
+) -> None:
+    pool = make_pool(upstream, clock, max_size=10, max_concurrent_connects=3, ping_interval_s=None)
+    pool.start()
+    await pool.wait_ready()
+    clock.now += 50.0  # every one of them idle past max_idle_s at once
+    pool.housekeep()
+    assert pool.stats().evicted == {EVICT_IDLE: 3}
+    assert pool.stats().idle == 7  # still lendable meanwhile
+    await wait_until(lambda: pool.stats().idle == 10, "the three replaced")
+    pool.housekeep()
+    assert pool.stats().evicted == {EVICT_IDLE: 6}
+    await pool.close()
+
+
 async def test_refill_after_mass_loss_keeps_connects_under_the_cap(upstream: Upstream, clock: Clock) -> None:
     pool = make_pool(upstream, clock, max_size=10, max_concurrent_connects=3)
     pool.start()

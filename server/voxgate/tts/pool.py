@@ -495,7 +495,8 @@ class Pool(Generic[C]):
     def housekeep(self) -> None:
         """One housekeeping pass now (the background task runs one per ``housekeeping_interval_s``).
 
-        Evicts idle connections that are closed, idle too long or too old; starts a
+        Evicts idle connections that are closed, and retires up to ``max_concurrent_connects``
+        idle too long or too old (the rest at the next passes, or at borrow); starts a
         ping on each idle connection not heard from for ``ping_interval_s``; reports
         leases held past ``leak_warning_s``; refills; clears a rejection once a
         connection has stayed open ``early_close_s``.
@@ -503,8 +504,15 @@ class Pool(Generic[C]):
         if self._closing or not self._started:
             return
         now = self._clock()
+        # Retiring for age is not urgent: at most one connect-cap's worth per pass, so connections
+        # prewarmed together are replaced in a trickle and the pool never empties for maintenance.
+        retirements_left = self.config.max_concurrent_connects
         for slot in list(self._idle):
             reason = self._unusable_reason(slot)
+            if reason in (EVICT_IDLE, EVICT_LIFETIME):
+                if retirements_left == 0:
+                    continue
+                retirements_left -= 1
             if reason is not None:
                 self._idle.remove(slot)
                 self._evict_unusable(slot, reason)
