@@ -30,6 +30,10 @@ Context = grpc.aio.ServicerContext[speech_pb2.SynthesizeRequest, speech_pb2.Synt
 RETRY_BACKOFF_INITIAL_S = 0.05
 """Shorter than generation's: a fresh pooled connection is usually one borrow away."""
 RETRY_BACKOFF_MAX_S = 1.0
+RETRY_HEADROOM_S = 0.25
+"""A retry must leave this much of the caller's deadline after its backoff for the attempt
+itself (borrow, run-task round trip); otherwise the caller gets the real reason now instead
+of DEADLINE_EXCEEDED later."""
 
 
 @dataclass(slots=True)
@@ -128,11 +132,12 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         context: Context,
     ) -> float | None:
         """Seconds to wait before the next attempt, or None to give up now."""
+        remaining_s = _time_remaining(context)
         return self._retry.delay(
             attempts_made=progress.attempts,
             retryable=failure.retryable,
             sent_anything=progress.audio_bytes > 0,
-            remaining_s=_time_remaining(context),
+            remaining_s=None if remaining_s is None else remaining_s - RETRY_HEADROOM_S,
         )
 
     async def _fail(
