@@ -4,7 +4,8 @@
 #
 # OUT_DIR becomes a GOPATH workspace: src/voxgate/gen/ holds the code protoc generates from
 # protos/, src/voxgate/{client,cmd}/ a copy of the sources here plus clients/service_config.json
-# (go:embed only reads files beside the package), and bin/voxgate-go the program.
+# (go:embed only reads files beside the package), bin/voxgate-go the program, and cache/ Go's
+# build cache unless GOCACHE is set.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -38,7 +39,7 @@ protoc -I "$repo/protos" \
   --go-grpc_out="$out/src" --go-grpc_opt="$options" \
   "${protos[@]}"
 
-export GO111MODULE=off GOPATH="$out:/usr/share/gocode" GOFLAGS=
+export GO111MODULE=off GOPATH="$out:/usr/share/gocode" GOFLAGS= GOCACHE=${GOCACHE:-$out/cache}
 go vet voxgate/client voxgate/cmd/...
 go build -o "$out/bin/voxgate-go" voxgate/cmd/voxgate-go
 echo "built $out/bin/voxgate-go"
