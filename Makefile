@@ -5,6 +5,8 @@ VENV        ?= .venv
 PYTEST_ARGS ?=
 RUN_ARGS    ?=
 BENCH_ARGS  ?=
+CONTAINER   ?= docker
+IMAGE       ?= voxgate:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
 SHELL       := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -33,10 +35,10 @@ NODE_CLIENT_STAMP := clients/node/node_modules/.voxgate-installed
 GO_CLIENT         := build/go/bin/voxgate-go
 GO_CLIENT_INPUTS  := $(shell find clients/go -type f) clients/service_config.json $(PROTOS)
 
-.PHONY: help setup proto proto-check lint fmt test run bench clean clients clients-toolchain test-clients
+.PHONY: help setup proto proto-check lint fmt test run bench chart image clean clients clients-toolchain test-clients
 
 help: ## list the targets (the default)
-	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...]'
+	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...] [IMAGE=...]'
 	@echo
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^#]*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
@@ -108,6 +110,12 @@ run: setup ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to p
 
 bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flags)
 	$(PY) -m bench $(BENCH_ARGS)
+
+chart: setup ## helm/voxgate: strict lint, render several value sets, validate against Kubernetes 1.27 + 1.37 schemas
+	$(PY) -m pytest -q tests/chart
+
+image: ## build the container image voxgate:<version> (IMAGE=..., CONTAINER=podman; needs a running engine)
+	$(CONTAINER) build -t $(IMAGE) .
 
 clean: ## remove the venv, node_modules, caches and build output
 	rm -rf $(VENV) node_modules clients/node/node_modules build dist .mypy_cache .ruff_cache .pytest_cache
