@@ -95,37 +95,43 @@ async function generate(argv) {
   const request = { model: values.model, messages, sampling: maxTokens === undefined ? {} : { maxTokens } };
   const client = new VoxgateClient(values.server);
   try {
+    const started = performance.now();
     if (values['no-stream']) {
       const response = await client.generate(request, { timeoutMs });
       if (values.json) {
         console.log(JSON.stringify(response));
       } else {
-        process.stdout.write(`${response.text}\n`);
-        printFooter(response, `${response.attempts} attempt(s)`);
+        const answerMs = (performance.now() - started).toFixed(1);
+        console.log(`${response.text}\n${finishLine(response)}\nanswer in ${answerMs} ms (client); ${origin(response)}`);
       }
       return;
     }
     let last = null;
+    let firstTokenMs = null;
     for await (const response of client.generateStream(request, { timeoutMs })) {
+      if (firstTokenMs === null && response.delta) firstTokenMs = performance.now() - started;
       // Each piece goes out the moment it arrives: one JSON line per message with --json.
       process.stdout.write(values.json ? `${JSON.stringify(response)}\n` : response.delta);
       last = response;
     }
     if (!values.json) {
-      process.stdout.write('\n');
-      printFooter(last, `first token ${last.timeToFirstTokenMs} ms`);
+      console.log(
+        `\n${finishLine(last)}\nfirst token ${(firstTokenMs ?? 0).toFixed(1)} ms (client), ` +
+          `${last.timeToFirstTokenMs} ms in voxgate; ${origin(last)}`,
+      );
     }
   } finally {
     client.close();
   }
 }
 
-function printFooter(response, timing) {
-  const u = response.usage ?? {};
-  console.error(
-    `finish ${response.finishReason}; tokens ${u.inputTokens} in, ${u.outputTokens} out, ${u.totalTokens} total; ` +
-      `${timing}; model ${response.model}, request ${response.requestId}`,
-  );
+function finishLine(response) {
+  const u = response.usage;
+  return `finish ${response.finishReason}; usage ${u.inputTokens} in + ${u.outputTokens} out = ${u.totalTokens} tokens`;
+}
+
+function origin(response) {
+  return `model ${response.model}, request ${response.requestId}, ${response.attempts} attempt(s)`;
 }
 
 async function main(argv) {

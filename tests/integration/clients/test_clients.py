@@ -5,6 +5,7 @@ Each test runs once per client (the ``cli`` fixture); the clients are real proce
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,29 @@ async def test_synthesize_returns_non_silent_wav_audio(cli: Cli, served: str, tm
     assert pcm_rms(wav.pcm) > 100
     assert f"wrote {out}: {len(data)} bytes wav at 22050 Hz" in done.stdout
     assert "first packet " in done.stdout and " ms in voxgate" in done.stdout
+
+
+async def test_generate_streams_deltas_and_a_final_usage(cli: Cli, served: str) -> None:
+    prompt = "Say hello to the polyglot clients"
+    done = await cli.run("generate", prompt, "--json", "--server", served)
+    assert done.returncode == 0, done.stderr
+    *pieces, last = [json.loads(line) for line in done.stdout.splitlines()]  # one line per message
+    assert len(pieces) >= 2 and all(piece["delta"] for piece in pieces)
+    assert not any(piece.get("finishReason") or piece.get("usage") for piece in pieces)
+    # The embedded default's model, local-echo, answers "Hello! You said: <the last user message>".
+    assert "".join(piece["delta"] for piece in [*pieces, last]) == f"Hello! You said: {prompt}"
+    assert last["finishReason"] == "stop" and last["model"] == "local-echo"
+    usage = last["usage"]
+    assert usage["inputTokens"] > 0 and usage["outputTokens"] > 0
+    assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
+
+
+async def test_generate_without_streaming_returns_the_whole_answer(cli: Cli, served: str) -> None:
+    done = await cli.run("generate", "Say hello", "--no-stream", "--json", "--server", served)
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    assert reply["text"] == "Hello! You said: Say hello" and reply["finishReason"] == "stop"
+    assert reply["usage"]["outputTokens"] > 0
 
 
 async def test_empty_text_is_invalid_argument_naming_the_field(cli: Cli, served: str, tmp_path: Path) -> None:

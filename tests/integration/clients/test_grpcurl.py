@@ -37,9 +37,13 @@ def json_messages(text: str) -> list[dict[str, Any]]:
     return messages
 
 
-def test_list_services_health_check_and_synthesize(served: str) -> None:
+def test_list_services_health_check_synthesize_and_generate(served: str) -> None:
     services = grpcurl(served, "list").split()
-    assert {"voxgate.speech.v1.SpeechService", "grpc.health.v1.Health"} <= set(services)
+    assert {
+        "voxgate.speech.v1.SpeechService",
+        "voxgate.generation.v1.GenerationService",
+        "grpc.health.v1.Health",
+    } <= set(services)
     assert "rpc Synthesize" in grpcurl(served, "describe", "voxgate.speech.v1.SpeechService")
 
     health = json.loads(grpcurl(served, "grpc.health.v1.Health/Check"))
@@ -54,3 +58,7 @@ def test_list_services_health_check_and_synthesize(served: str) -> None:
     assert summary["format"] == "AUDIO_FORMAT_PCM" and summary["sample_rate"] == 22050
     assert pcm_seconds(audio, 22050) > 0.5
     assert pcm_rms(audio) > 100
+
+    request = json.dumps({"messages": [{"role": "user", "content": "Say hello"}]})
+    reply = json.loads(grpcurl("-d", request, served, "voxgate.generation.v1.GenerationService/Generate"))
+    assert reply["text"] == "Hello! You said: Say hello" and reply["model"] == "local-echo"

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"voxgate/client"
 	generationv1 "voxgate/gen/generation/v1"
@@ -127,7 +128,7 @@ func synth(args []string) error {
 	s := result.Summary
 	fmt.Printf("wrote %s: %d bytes %s at %d Hz\n", *output, result.AudioBytes, formatName, s.SampleRate)
 	fmt.Printf("first packet %.1f ms (client), %.1f ms in voxgate, %.1f ms upstream\n",
-		float64(result.ClientFirstPacket.Microseconds())/1000, s.FirstPacketDelayMs, s.UpstreamFirstPacketDelayMs)
+		milliseconds(result.ClientFirstPacket), s.FirstPacketDelayMs, s.UpstreamFirstPacketDelayMs)
 	connection := "new"
 	if s.ConnectionReused {
 		connection = "reused"
@@ -164,33 +165,29 @@ func generate(args []string) error {
 	defer c.Close()
 	ctx, cancel := opts.context()
 	defer cancel()
+	started := time.Now()
 	if *noStream {
 		response, err := c.Generate(ctx, &generationv1.GenerateRequest{Model: opts.model, Messages: messages, Sampling: sampling})
 		if err != nil {
 			return err
 		}
 		if *jsonLines {
-			line, err := protojson.Marshal(response)
-			if err != nil {
-				return err
-			}
-			fmt.Printf("%s\n", line)
-			return nil
+			return printJSON(response)
 		}
-		fmt.Println(response.Text)
-		printFooter(response.FinishReason, response.Usage, fmt.Sprintf("%d attempt(s)", response.Attempts), response.Model, response.RequestId)
+		fmt.Printf("%s\n%s\nanswer in %.1f ms (client); %s\n", response.Text,
+			finishLine(response.FinishReason, response.Usage), milliseconds(time.Since(started)),
+			origin(response.Model, response.RequestId, response.Attempts))
 		return nil
 	}
+	var firstToken time.Duration
 	request := &generationv1.GenerateStreamRequest{Model: opts.model, Messages: messages, Sampling: sampling}
 	last, err := c.GenerateStream(ctx, request, func(response *generationv1.GenerateStreamResponse) error {
+		if firstToken == 0 && response.Delta != "" {
+			firstToken = time.Since(started)
+		}
 		// Each piece goes out the moment it arrives (stdout is unbuffered): one JSON line per message with --json.
 		if *jsonLines {
-			line, err := protojson.Marshal(response)
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Printf("%s\n", line)
-			return err
+			return printJSON(response)
 		}
 		_, err := fmt.Print(response.Delta)
 		return err
@@ -199,15 +196,33 @@ func generate(args []string) error {
 		return err
 	}
 	if !*jsonLines {
-		fmt.Println()
-		printFooter(last.FinishReason, last.Usage, fmt.Sprintf("first token %d ms", last.TimeToFirstTokenMs), last.Model, last.RequestId)
+		fmt.Printf("\n%s\nfirst token %.1f ms (client), %d ms in voxgate; %s\n",
+			finishLine(last.FinishReason, last.Usage), milliseconds(firstToken), last.TimeToFirstTokenMs,
+			origin(last.Model, last.RequestId, last.Attempts))
 	}
 	return nil
 }
 
-func printFooter(finishReason string, usage *generationv1.Usage, timing, model, requestID string) {
-	fmt.Fprintf(os.Stderr, "finish %s; tokens %d in, %d out, %d total; %s; model %s, request %s\n",
-		finishReason, usage.GetInputTokens(), usage.GetOutputTokens(), usage.GetTotalTokens(), timing, model, requestID)
+func printJSON(message proto.Message) error {
+	line, err := protojson.Marshal(message)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Printf("%s\n", line)
+	return err
+}
+
+func finishLine(finishReason string, usage *generationv1.Usage) string {
+	return fmt.Sprintf("finish %s; usage %d in + %d out = %d tokens",
+		finishReason, usage.GetInputTokens(), usage.GetOutputTokens(), usage.GetTotalTokens())
+}
+
+func origin(model, requestID string, attempts uint32) string {
+	return fmt.Sprintf("model %s, request %s, %d attempt(s)", model, requestID, attempts)
+}
+
+func milliseconds(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
 }
 
 // enableRetries re-executes the program once with GRPC_GO_RETRY=on. grpc-go before 1.40 (Debian
