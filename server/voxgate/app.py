@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 SPEECH_SERVICE = speech_pb2.DESCRIPTOR.services_by_name["SpeechService"].full_name
 GENERATION_SERVICE = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name
+LIVENESS_SERVICE = "liveness"
+"""Health service name that is SERVING while the process serves at all, whatever the upstream
+does: for liveness probes, which must not restart pods because DashScope rejects the key."""
 
 
 class App:
@@ -102,7 +105,8 @@ class App:
         for service in ("", SPEECH_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         # Generation needs no warm-up: the session connects on demand and keeps connections alive.
-        await self._health.set(GENERATION_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        for service in (GENERATION_SERVICE, LIVENESS_SERVICE):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         await server.start()
         self._server = server
         self._pool.start()

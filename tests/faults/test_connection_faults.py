@@ -28,7 +28,7 @@ from harness import (
     running_gateway,
     wait_until,
 )
-from voxgate.app import App
+from voxgate.app import LIVENESS_SERVICE, App
 from voxgate.client import Client
 from voxgate.devupstream import DevUpstream, Faults, UpstreamOptions
 from voxgate.speech.v1 import speech_pb2
@@ -250,6 +250,8 @@ async def test_rejected_credentials_keep_health_not_serving(upstream: DevUpstrea
         )
         assert "401" in (app.pool.rejected_reason or "")
         assert await health_status(app.address) == NOT_SERVING
+        # Liveness is the process, not the upstream: a rejected key must not restart pods.
+        assert await health_status(app.address, LIVENESS_SERVICE) == SERVING
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await collect(client, Request(text="Let me in."))
         assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
