@@ -98,8 +98,8 @@ def tables(results: Sequence[LevelResult]) -> str:
             "",
             "| variant | requests | first packet p50 / p99 ms | streams/s | audio s/s | errors"
             " | CPU ms/stream (client + gateway) | upstream CPU ms/stream | peak RSS MiB (client / gateway)"
-            " | reuse |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            " | reuse (upstream) | voxgate: reused, pool wait p99 ms |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for result in sorted((r for r in results if r.concurrency == concurrency), key=_order):
             cpu = f"{result.cpu_ms_per_stream:.1f}"
@@ -115,10 +115,16 @@ def tables(results: Sequence[LevelResult]) -> str:
                 f"| {VARIANTS[result.variant]} | {result.requests} | {first_packet}"
                 f" | {result.streams_per_s:.1f} | {result.audio_s_per_s:.1f} | {errors} | {cpu}"
                 f" | {result.upstream_cpu_ms_per_stream:.1f} | {rss}"
-                f" | {result.reuse:.1%} |"
+                f" | {result.reuse:.1%} | {_voxgate_view(result)} |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _voxgate_view(result: LevelResult) -> str:
+    if math.isnan(result.voxgate_reused):
+        return ""
+    return f"{result.voxgate_reused:.1%}, {result.pool_wait_p99_ms:.1f}"
 
 
 def _order(result: LevelResult) -> int:

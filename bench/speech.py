@@ -279,7 +279,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--variants", nargs="+", choices=sorted(VARIANTS), help="default: a b c d (--full adds a2)"
     )
-    parser.add_argument("--requests", type=int, help="requests per level, at least (default 16; --full 40)")
+    parser.add_argument("--requests", type=int, help="requests per level, at least (default 12; --full 24)")
     parser.add_argument("--rounds", type=int, help="requests per level >= rounds x concurrency (default 3)")
     parser.add_argument(
         "--ramp-s",
@@ -303,7 +303,7 @@ def resolve(args: argparse.Namespace) -> None:
     full = bool(args.full)
     args.concurrency = args.concurrency or list(FULL_LEVELS if full else SHORT_LEVELS)
     args.variants = args.variants or (["d", "a", "a2", "b", "c"] if full else ["d", "a", "b", "c"])
-    args.requests = args.requests or (40 if full else 16)
+    args.requests = args.requests or (24 if full else 12)
     args.rounds = args.rounds or 3
     args.idle_rss = args.idle_rss or full
     if full and args.out is None:

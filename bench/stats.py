@@ -107,6 +107,9 @@ class LevelResult:
     reuse: float
     """Share of requests that opened no upstream connection, counted at the upstream."""
     pool_wait_p99_ms: float
+    """voxgate's own view, from the per-call summaries: p99 wait for a pooled connection."""
+    voxgate_reused: float
+    """voxgate's own view: share of calls whose connection had already run a task (NaN: no summaries)."""
     hop_p50_ms: float
     hop_p99_ms: float
     error_kinds: dict[str, int]
@@ -137,7 +140,8 @@ def summarize(variant: str, concurrency: int, samples: Sequence[Sample], costs: 
     for sample in samples:
         if not sample.ok:
             kinds[sample.status] = kinds.get(sample.status, 0) + 1
-    waits = [s.pool_wait_ms for s in good if s.pool_wait_ms >= 0]
+    summarized = [s for s in good if s.pool_wait_ms >= 0]
+    waits = [s.pool_wait_ms for s in summarized]
     hops = [s.hop_ms for s in good if s.hop_ms >= 0]
     wall_s = costs.wall_s if costs.wall_s > 0 else math.nan
     return LevelResult(
@@ -156,6 +160,7 @@ def summarize(variant: str, concurrency: int, samples: Sequence[Sample], costs: 
         gateway_rss_mib=costs.gateway_rss_kib / 1024,
         reuse=1 - costs.upstream_connects / len(samples) if samples else math.nan,
         pool_wait_p99_ms=percentile(waits, 99),
+        voxgate_reused=sum(s.reused for s in summarized) / len(summarized) if summarized else math.nan,
         hop_p50_ms=percentile(hops, 50),
         hop_p99_ms=percentile(hops, 99),
         error_kinds=kinds,

@@ -45,6 +45,7 @@ def test_summarize_counts_errors_and_rates_per_completed_stream() -> None:
     assert result.upstream_cpu_ms_per_stream == 50.0
     assert result.reuse == 0.75  # one connect for four requests
     assert result.hop_p50_ms == pytest.approx(0.3)
+    assert result.voxgate_reused == 1.0  # both completed calls ran on a connection that had run a task
 
 
 def test_sample_rows_round_trip() -> None:
