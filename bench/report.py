@@ -1,8 +1,11 @@
-"""Tables and plots from a speech run's JSON: ``python -m bench.report RESULTS.json OUTDIR``.
+"""Tables, target verdicts and plots from a speech run's JSON.
 
-Writes ``first-packet.png`` (p50 and p99 vs concurrency, one line per variant) and
+``python -m bench.report RESULTS.json OUTDIR [--docs docs/benchmarks.md]`` writes
+``first-packet.png`` (p50 and p99 vs concurrency, one line per variant) and
 ``throughput.png`` (streams/s, audio-seconds/s and CPU per stream vs concurrency) into
-OUTDIR, and prints the Markdown tables that ``docs/benchmarks.md`` quotes.
+OUTDIR and prints the Markdown; with ``--docs`` it also replaces the generated blocks of
+that file (between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``), so the numbers
+in the prose's tables always come from one run.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -131,17 +135,116 @@ def _order(result: LevelResult) -> int:
     return list(VARIANTS).index(result.variant)
 
 
+def _cell(results: Sequence[LevelResult], variant: str, concurrency: int) -> LevelResult | None:
+    return next((r for r in results if r.variant == variant and r.concurrency == concurrency), None)
+
+
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def targets(payload: dict[str, Any], results: Sequence[LevelResult]) -> str:
+    """The issue's targets, each with the measured numbers and a verdict."""
+    lines = ["| target | measured | verdict |", "|---|---|---|"]
+    a100, d100 = _cell(results, "a", 100), _cell(results, "d", 100)
+    if a100 and d100:
+        added50, added99 = a100.p50_ms - d100.p50_ms, a100.p99_ms - d100.p99_ms
+        lines.append(
+            f"| added first-packet delay over (d) at 100 streams: p50 <= 2 ms, p99 <= 10 ms"
+            f" | {added50:+.1f} ms / {added99:+.1f} ms | {_verdict(added50 <= 2 and added99 <= 10)} |"
+        )
+    a1k, d1k = _cell(results, "a", 1000), _cell(results, "d", 1000)
+    if a1k and d1k:
+        added99 = a1k.p99_ms - d1k.p99_ms
+        lines.append(
+            f"| 1000 streams: error rate < 0.1 %, added p99 <= 50 ms | {a1k.error_rate:.2%},"
+            f" {added99:+.0f} ms | errors {_verdict(a1k.error_rate < 0.001)}, p99 {_verdict(added99 <= 50)} |"
+        )
+    for concurrency in sorted({r.concurrency for r in results if r.concurrency >= 10}):
+        a, c = _cell(results, "a", concurrency), _cell(results, "c", concurrency)
+        if a and c:
+            lines.append(
+                f"| (a) beats (c) at {concurrency}: p99, CPU per stream"
+                f" | p99 {a.p99_ms:.0f} vs {c.p99_ms:.0f} ms;"
+                f" CPU {a.cpu_ms_per_stream:.1f} vs {c.cpu_ms_per_stream:.1f} ms"
+                f" (voxgate alone {a.gateway_cpu_ms_per_stream:.1f}) | p99 {_verdict(a.p99_ms < c.p99_ms)},"
+                f" CPU {_verdict(a.cpu_ms_per_stream < c.cpu_ms_per_stream)} |"
+            )
+    connect_ms = float(payload.get("connect_delay_ms", 0))
+    savings = [
+        (r.concurrency, b.p50_ms - r.p50_ms)
+        for r in results
+        if r.variant == "a" and (b := _cell(results, "b", r.concurrency)) is not None
+    ]
+    if savings:
+        shown = ", ".join(f"{saved:.0f} ms at {concurrency}" for concurrency, saved in savings)
+        ok = all(saved >= connect_ms for _, saved in savings)
+        lines.append(
+            f"| (a) vs (b) saves at least the connect cost ({connect_ms:.0f} ms) at p50"
+            f" | {shown} | {_verdict(ok)} |"
+        )
+    reuse = [r.reuse for r in results if r.variant in ("a", "a2")]
+    if reuse:
+        lines.append(
+            f"| reuse >= 99 % in steady state | lowest {min(reuse):.1%} (a, a2)"
+            f" | {_verdict(min(reuse) >= 0.99)} |"
+        )
+    idle = payload.get("idle_rss_kib_per_connection", {})
+    if "a" in idle:
+        lines.append(
+            f"| <= 100 KiB RSS per idle warm connection | {idle['a']:.1f} KiB"
+            f" (vendor SDK {idle.get('c', math.nan):.1f},"
+            f" raw websockets {idle.get('d', math.nan):.1f}) | {_verdict(idle['a'] <= 100)} |"
+        )
+    return "\n".join(lines)
+
+
+def conditions(payload: dict[str, Any]) -> str:
+    load_start = " ".join(f"{x:.2f}" for x in payload.get("load_average_at_start", []))
+    load_end = " ".join(f"{x:.2f}" for x in payload.get("load_average_at_end", []))
+    return (
+        f"- command: `{payload.get('command', 'python -m bench --full')}`,"
+        f" started {payload.get('started_utc', '?')},"
+        f" {payload.get('duration_s', 0) / 60:.0f} min\n"
+        f"- machine: {payload['machine']} ({payload.get('cpu', '?')})\n"
+        f"- load average (1/5/15 min) at start: {load_start}; at the end: {load_end}\n"
+        f"- upstream profile: {payload['profile']}"
+    )
+
+
+def update_docs(path: Path, blocks: dict[str, str]) -> None:
+    """Replace each ``<!-- bench:NAME -->...<!-- /bench:NAME -->`` block of ``path``."""
+    text = path.read_text()
+    for name, content in blocks.items():
+        pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(<!-- /bench:{name} -->)", re.S)
+        replacement = "\\g<1>" + content.replace("\\", "\\\\") + "\n\\g<2>"
+        text, count = pattern.subn(replacement, text)
+        if count != 1:
+            raise SystemExit(f"{path}: expected one block named {name}, found {count}")
+    path.write_text(text)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path)
     parser.add_argument("outdir", type=Path)
+    parser.add_argument("--docs", type=Path, help="replace the generated blocks of this Markdown file")
     args = parser.parse_args(argv)
     payload, results = load(args.results)
     subtitle = f"{payload['machine']}; upstream: {payload['profile']}"
     for path in plot(results, args.outdir, subtitle):
         print(f"wrote {path}")
-    print()
-    print(tables(results))
+    blocks = {
+        "conditions": conditions(payload),
+        "targets": targets(payload, results),
+        "tables": tables(results),
+    }
+    for content in blocks.values():
+        print()
+        print(content)
+    if args.docs:
+        update_docs(args.docs, blocks)
+        print(f"updated {args.docs}")
 
 
 if __name__ == "__main__":

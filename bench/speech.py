@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import secrets
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -207,6 +208,13 @@ class Bench:
         return (rss[1] - rss[0]) / (large - small)
 
 
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.processor()
+
+
 async def wait_serving(address: str, timeout_s: float = 120.0) -> None:
     """Poll the health service until SERVING (the pool is warm)."""
     async with grpc.aio.insecure_channel(address) as channel:
@@ -329,7 +337,7 @@ async def run(args: argparse.Namespace) -> list[LevelResult]:
     print(HEADER)
     results: list[LevelResult] = []
     idle: dict[str, float] = {}
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     await bench.start()
     try:
         for concurrency in args.concurrency:
@@ -358,8 +366,14 @@ async def run(args: argparse.Namespace) -> list[LevelResult]:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "cpu": _cpu_model(),
+            "started_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started_wall)),
+            "duration_s": round(time.monotonic() - started),
             "load_average_at_start": load,
+            "load_average_at_end": os.getloadavg(),
             "profile": bench.profile.describe(),
+            "connect_delay_ms": bench.profile.connect_delay_ms,
+            "command": " ".join(["python -m bench", *sys.argv[1:]]),
             "results": [r.to_json() for r in results],
             "idle_rss_kib_per_connection": idle,
         }
