@@ -19,28 +19,39 @@ from grpc_reflection.v1alpha import reflection
 
 from voxgate.config import Settings
 from voxgate.devupstream import DevUpstream, UpstreamOptions
+from voxgate.instrument.pool import PoolTelemetry
+from voxgate.instrument.rpc import RpcInterceptor
+from voxgate.instrument.speech import SpeechTelemetry
 from voxgate.service.speech import SpeechService
+from voxgate.service.stats import PeakInUse, StatsService
 from voxgate.service.validation import Defaults
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
-from voxgate.tts.pool import Pool
+from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
+from voxgate.telemetry import Telemetry
+from voxgate.telemetry import disabled as telemetry_off
+from voxgate.tts.pool import Pool, PoolListener
 from voxgate.tts.synthesizer import Endpoint, Synthesizer
 
 log = logging.getLogger(__name__)
 
 SPEECH_SERVICE = speech_pb2.DESCRIPTOR.services_by_name["SpeechService"].full_name
+STATS_SERVICE = stats_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name
+TTS_POOL = "tts"
 
 
 class App:
     """One voxgate server process. ``await start()``, then ``await stop()``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, telemetry: Telemetry | None = None) -> None:
         self.settings = settings
+        self.telemetry = telemetry if telemetry is not None else telemetry_off()
         self.port = 0
         self.dev_upstream: DevUpstream | None = None
         self._server: grpc.aio.Server | None = None
         self._pool: Pool[Synthesizer] | None = None
         self._health = health.aio.HealthServicer()
         self._speech: SpeechService | None = None
+        self._stats = StatsService()
         self._readiness: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -53,23 +64,39 @@ class App:
     async def start(self) -> None:
         settings = self.settings
         endpoint = await self._endpoint()
+        # Pool facts reach telemetry and the stats service through the pool's listeners.
+        peak = PeakInUse()
+        listeners: list[PoolListener] = [peak.on_event]
+        pool_telemetry = PoolTelemetry(self.telemetry, pool_name=TTS_POOL) if self.telemetry.enabled else None
+        if pool_telemetry is not None:
+            listeners.append(pool_telemetry.on_event)
         self._pool = Pool(
             connect=lambda: Synthesizer.connect(endpoint),
             close=Synthesizer.close,
             is_open=lambda synth: synth.is_open,
             config=settings.pool_config(),
+            listeners=listeners,
         )
+        peak.observe(self._pool.stats)
+        if pool_telemetry is not None:
+            pool_telemetry.observe(self._pool.stats)
+        self._stats.add_pool(TTS_POOL, self._pool.stats, peak)
         self._speech = SpeechService(
             self._pool,
             Defaults(model=settings.default_model, voice=settings.default_voice),
             max_attempts=settings.max_attempts,
+            telemetry=SpeechTelemetry(self.telemetry),
         )
-        server = grpc.aio.server()
+        # With telemetry off there is no interceptor at all: the RPC path pays nothing.
+        interceptors = [RpcInterceptor(self.telemetry)] if self.telemetry.enabled else []
+        server = grpc.aio.server(interceptors=interceptors)
         speech_pb2_grpc.add_SpeechServiceServicer_to_server(self._speech, server)
+        stats_pb2_grpc.add_StatsServiceServicer_to_server(self._stats, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
                 SPEECH_SERVICE,
+                STATS_SERVICE,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -138,12 +165,14 @@ class App:
             await self._pool.close()
         if self.dev_upstream is not None:
             await self.dev_upstream.stop()
+        # Last, so the spans and metrics of the drain are exported too.
+        await asyncio.to_thread(self.telemetry.shutdown)
         log.info("stopped")
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, telemetry: Telemetry | None = None) -> None:
     """Run until SIGTERM or SIGINT, then drain. Prints the listening address on stdout."""
-    app = App(settings)
+    app = App(settings, telemetry)
     try:
         await app.start()
         print(f"voxgate listening on {app.address}", flush=True)
