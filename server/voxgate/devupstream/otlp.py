@@ -22,7 +22,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-AttributeValue = str | bool | int | float | list[Any] | bytes | None
+AttributeValue = Any  # str, bool, int, float, bytes, a list of those, or None
 
 
 def attributes(pairs: Iterator[KeyValue] | Any) -> dict[str, AttributeValue]:
