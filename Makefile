@@ -85,8 +85,9 @@ test: setup ## run the test suite (PYTEST_ARGS='-k pool -x' to narrow it)
 run: setup ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to pass flags)
 	$(BIN)/voxgate serve $(RUN_ARGS)
 
-bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flags)
+bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flags), then tracing off vs on
 	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench.tracing
 
 clean: ## remove the venv, node_modules, caches and build output
 	rm -rf $(VENV) node_modules build dist .mypy_cache .ruff_cache .pytest_cache

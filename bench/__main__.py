@@ -25,6 +25,7 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -38,6 +39,7 @@ TEXTS = (
     "voxgate keeps upstream connections warm.",
     "First packets should arrive quickly.",
 )
+T = TypeVar("T")
 PARAMS = SynthesisParams(model="cosyvoice-v3-flash", voice="longanyang", format="pcm", sample_rate=16000)
 
 
@@ -124,10 +126,10 @@ async def voxgate_task(client: Client, text: str) -> Sample:
 
 
 async def closed_loop(
-    concurrency: int, requests: int, run_one: Callable[[int, str], Awaitable[Sample]]
-) -> list[Sample]:
+    concurrency: int, requests: int, run_one: Callable[[int, str], Awaitable[T]]
+) -> list[T]:
     """``concurrency`` workers, each running tasks back to back until ``requests`` are done."""
-    samples: list[Sample] = []
+    samples: list[T] = []
     counter = iter(range(requests))
 
     async def worker(slot: int) -> None:

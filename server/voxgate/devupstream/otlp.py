@@ -186,3 +186,19 @@ class _MetricsSink(metrics_service_pb2_grpc.MetricsServiceServicer):
     ) -> metrics_service_pb2.ExportMetricsServiceResponse:
         self._keep(request)
         return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+def main() -> None:
+    """``python -m voxgate.devupstream.otlp``: serve until SIGTERM/SIGINT, then print what arrived."""
+    import signal
+
+    signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # before the server's threads start: they inherit it
+    with OtlpReceiver() as receiver:
+        print(f"otlp receiver listening on {receiver.endpoint}", flush=True)
+        signal.sigwait(signals)
+        print(f"received {len(receiver.spans())} spans, {len(receiver.metrics())} metric exports", flush=True)
+
+
+if __name__ == "__main__":
+    main()
