@@ -5,6 +5,8 @@ VENV        ?= .venv
 PYTEST_ARGS ?=
 RUN_ARGS    ?=
 BENCH_ARGS  ?=
+CONTAINER   ?= docker
+IMAGE       ?= voxgate:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
 SHELL       := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -28,10 +30,15 @@ GENERATED := $(foreach s,$(GEN_STEMS),$(s)_pb2.py $(s)_pb2.pyi $(s)_pb2_grpc.py 
 GEN_PKGS  := $(sort $(foreach d,$(patsubst %/,%,$(dir $(GEN_STEMS))),$(d) $(patsubst %/,%,$(dir $(d)))))
 GEN_INITS := $(addsuffix /__init__.py,$(GEN_PKGS))
 
-.PHONY: help setup proto proto-check lint fmt test run bench clean
+# The polyglot clients: Node (its own package.json + lockfile) and Go (built into a GOPATH in build/go).
+NODE_CLIENT_STAMP := clients/node/node_modules/.voxgate-installed
+GO_CLIENT         := build/go/bin/voxgate-go
+GO_CLIENT_INPUTS  := $(shell find clients/go -type f) clients/service_config.json $(PROTOS)
+
+.PHONY: help setup proto proto-check lint fmt test run bench chart image clean clients clients-toolchain test-clients
 
 help: ## list the targets (the default)
-	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...]'
+	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...] [IMAGE=...]'
 	@echo
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^#]*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
@@ -79,8 +86,24 @@ fmt: setup ## format and autofix: ruff format, ruff check --fix, buf format -w
 	$(BIN)/ruff check --fix
 	$(BUF) format -w
 
-test: setup ## run the test suite (PYTEST_ARGS='-k pool -x' to narrow it)
+test: setup clients ## run the test suite (PYTEST_ARGS='-k pool -x' to narrow it)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+clients: $(NODE_CLIENT_STAMP) $(GO_CLIENT) ## build the Node and Go clients (apt-installs the Go toolchain if missing)
+
+clients-toolchain:
+	@clients/go/install-toolchain.sh
+
+# --ignore-scripts: protobufjs's postinstall only prints a warning about version ranges.
+$(NODE_CLIENT_STAMP): clients/node/package.json clients/node/package-lock.json
+	cd clients/node && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+$(GO_CLIENT): $(GO_CLIENT_INPUTS) | clients-toolchain
+	clients/go/build.sh build/go
+
+test-clients: setup clients ## start voxgate on the embedded default; run both clients and grpcurl against it
+	$(PY) -m pytest $(PYTEST_ARGS) tests/integration/clients
 
 run: setup ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to pass flags)
 	$(BIN)/voxgate serve $(RUN_ARGS)
@@ -89,6 +112,12 @@ bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flag
 	$(PY) -m bench $(BENCH_ARGS)
 	$(PY) -m bench.tracing
 
+chart: setup ## helm/voxgate: strict lint, render several value sets, validate against Kubernetes 1.27 + 1.37 schemas
+	$(PY) -m pytest -q tests/chart
+
+image: ## build the container image voxgate:<version> (IMAGE=..., CONTAINER=podman; needs a running engine)
+	$(CONTAINER) build -t $(IMAGE) .
+
 clean: ## remove the venv, node_modules, caches and build output
-	rm -rf $(VENV) node_modules build dist .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules clients/node/node_modules build dist .mypy_cache .ruff_cache .pytest_cache
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 | xargs -0 rm -rf

@@ -1,4 +1,5 @@
-"""``make bench``: voxgate's first-packet delay against the direct-socket floor, side by side.
+"""``make bench``: voxgate's first-packet delay (synthesis) and time to first token (generation)
+against the direct floor, side by side.
 
 One run, one upstream (the embedded one, as its own process, with a latency
 profile), one text set. For each concurrency level:
@@ -8,7 +9,8 @@ profile), one text set. For each concurrency level:
 * **voxgate**: the same tasks through a voxgate server process (gRPC, warm pool).
 
 Printed: p50/p99 first-packet delay of each, what voxgate adds, and the reuse
-ratio (requests that paid no upstream connect, counted at the upstream).
+ratio (requests that paid no upstream connect, counted at the upstream). Then the
+same for generation (:mod:`bench.generation`).
 """
 
 from __future__ import annotations
@@ -16,19 +18,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import json
 import os
 import platform
 import secrets
 import sys
 import time
-import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Sequence
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench import generation
+from bench.common import Sample, closed_loop, summarize, upstream_stats
 from voxgate.client import Client
 from voxgate.speech.v1 import speech_pb2
 from voxgate.tts.protocol import SynthesisParams, SynthesisTask, TaskFinished, TaskStarted
@@ -39,14 +39,7 @@ TEXTS = (
     "voxgate keeps upstream connections warm.",
     "First packets should arrive quickly.",
 )
-T = TypeVar("T")
 PARAMS = SynthesisParams(model="cosyvoice-v3-flash", voice="longanyang", format="pcm", sample_rate=16000)
-
-
-@dataclass(frozen=True)
-class Sample:
-    first_packet_ms: float
-    ok: bool
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -75,12 +68,6 @@ class Child:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             await self.proc.wait()
-
-
-def upstream_stats(http_base: str) -> dict[str, int]:
-    with urllib.request.urlopen(f"{http_base}/_dev/stats", timeout=10) as reply:
-        stats: dict[str, int] = json.load(reply)
-        return stats
 
 
 # --- the two clients -------------------------------------------------------------------------
@@ -125,37 +112,6 @@ async def voxgate_task(client: Client, text: str) -> Sample:
     return Sample(first_packet_ms, True)
 
 
-async def closed_loop(
-    concurrency: int, requests: int, run_one: Callable[[int, str], Awaitable[T]]
-) -> list[T]:
-    """``concurrency`` workers, each running tasks back to back until ``requests`` are done."""
-    samples: list[T] = []
-    counter = iter(range(requests))
-
-    async def worker(slot: int) -> None:
-        for index in counter:
-            samples.append(await run_one(slot, TEXTS[index % len(TEXTS)]))
-
-    await asyncio.gather(*(worker(slot) for slot in range(concurrency)))
-    return samples
-
-
-# --- report ---------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def summarize(samples: list[Sample]) -> tuple[float, float, float]:
-    good = [s.first_packet_ms for s in samples if s.ok and s.first_packet_ms >= 0]
-    error_rate = 1 - len(good) / len(samples)
-    return percentile(good, 50), percentile(good, 99), error_rate
-
-
 async def run(args: argparse.Namespace) -> None:
     key = "sk-bench-" + secrets.token_hex(8)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "VOXGATE_"))}
@@ -164,6 +120,8 @@ async def run(args: argparse.Namespace) -> None:
         "--connect-delay-ms", str(args.connect_delay_ms),
         "--first-packet-delay-ms", str(args.first_packet_delay_ms),
         "--rtf", str(args.rtf),
+        "--generation-first-byte-delay-ms", str(args.generation_first_byte_delay_ms),
+        "--token-interval-ms", str(args.token_interval_ms),
         env={**env, "DASHSCOPE_API_KEY": key},
     )  # fmt: skip
     ws_url = await upstream.start("voxgate dev-upstream listening on ")
@@ -172,7 +130,9 @@ async def run(args: argparse.Namespace) -> None:
     server = Child(
         "serve", "--listen", "127.0.0.1:0", "--pool-max-size", str(pool_size),
         "--pool-max-concurrent-connects", "16", "--log-level", "WARNING",
-        env={**env, "DASHSCOPE_API_KEY": key, "DASHSCOPE_WEBSOCKET_BASE_URL": ws_url},
+        env={**env, "DASHSCOPE_API_KEY": key, "DASHSCOPE_WEBSOCKET_BASE_URL": ws_url,
+             "DASHSCOPE_HTTP_BASE_URL": f"{http_base}/api/v1",
+             "VOXGATE_DEFAULT_GENERATION_MODEL": generation.MODEL},
     )  # fmt: skip
     try:
         address = await server.start("voxgate listening on ")
@@ -187,19 +147,21 @@ async def run(args: argparse.Namespace) -> None:
               f" {'added p50':>9} {'p99':>8} | {'ratio p50':>9} | {'errors':>6} | {'reuse':>6}")  # fmt: skip
         headers = {"Authorization": f"Bearer {key}"}
         async with Client(address) as client:
-            await closed_loop(4, 8, lambda _slot, text: voxgate_task(client, text))  # warm caches
+            await closed_loop(4, 8, TEXTS, lambda _slot, text: voxgate_task(client, text))  # warm caches
             for concurrency in args.concurrency:
                 requests = max(args.requests, concurrency * args.rounds)
                 sockets = [
                     await connect(ws_url, additional_headers=headers, compression=None, proxy=None)
                     for _ in range(concurrency)
                 ]
-                direct = await closed_loop(concurrency, requests, functools.partial(direct_on, sockets))
+                direct = await closed_loop(
+                    concurrency, requests, TEXTS, functools.partial(direct_on, sockets)
+                )
                 for ws in sockets:
                     await ws.close()
                 before = upstream_stats(http_base)
                 through = await closed_loop(
-                    concurrency, requests, lambda _slot, text: voxgate_task(client, text)
+                    concurrency, requests, TEXTS, lambda _slot, text: voxgate_task(client, text)
                 )
                 after = upstream_stats(http_base)
                 opened = after["connections_opened"] - before["connections_opened"]
@@ -211,13 +173,15 @@ async def run(args: argparse.Namespace) -> None:
                     f" {v50:>9.1f}ms {v99:>6.1f}ms | {v50 - d50:>7.1f}ms {v99 - d99:>6.1f}ms |"
                     f" {v50 / d50:>8.2f}x | {errors:>6.1%} | {reuse:>6.1%}"
                 )
+            print()
+            print("direct: the load generator on pre-opened upstream sockets (the floor);")
+            print("voxgate: the same tasks through gRPC and voxgate's warm pool, client-side timing.")
+            print("reuse: requests that opened no upstream connection, counted at the upstream.")
+            print()
+            await generation.run(client, http_base, key, args)
     finally:
         await server.stop()
         await upstream.stop()
-    print()
-    print("direct: the load generator on pre-opened upstream sockets (the floor);")
-    print("voxgate: the same tasks through gRPC and voxgate's warm pool, client-side timing.")
-    print("reuse: requests that opened no upstream connection, counted at the upstream.")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -230,6 +194,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--connect-delay-ms", type=int, default=100)
     parser.add_argument("--first-packet-delay-ms", type=int, default=150)
     parser.add_argument("--rtf", type=float, default=0.0)
+    parser.add_argument(
+        "--generation-first-byte-delay-ms", type=int, default=50, help="the local model's 'prefill' time"
+    )
+    parser.add_argument("--token-interval-ms", type=float, default=5.0)
+    parser.add_argument(
+        "--generation-requests",
+        type=int,
+        default=60,
+        help="generation requests per level, at least (and at least 20 x concurrency)",
+    )
     asyncio.run(run(parser.parse_args(argv)))
 
 

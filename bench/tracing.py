@@ -30,7 +30,8 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.__main__ import Child, closed_loop, percentile
+from bench.__main__ import TEXTS, Child
+from bench.common import closed_loop, percentile
 from voxgate.client import Client
 from voxgate.speech.v1 import speech_pb2
 
@@ -80,7 +81,7 @@ async def rounds(client: Client, concurrency: int, requests: int) -> list[Timing
     async def one(_slot: int, text: str) -> Timing:
         return await timed_task(client, text)
 
-    return await closed_loop(concurrency, requests, one)
+    return await closed_loop(concurrency, requests, TEXTS, one)
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -38,6 +38,8 @@ def gateway_settings(upstream: DevUpstream, api_key: str = API_KEY, **env: Any) 
     environ = {
         "DASHSCOPE_API_KEY": api_key,
         "DASHSCOPE_WEBSOCKET_BASE_URL": upstream.ws_url,
+        "DASHSCOPE_HTTP_BASE_URL": upstream.http_base_url,
+        "VOXGATE_DEFAULT_GENERATION_MODEL": "local-echo",
         "VOXGATE_LISTEN": "127.0.0.1:0",
         "VOXGATE_POOL_MAX_SIZE": "8",
         "VOXGATE_DRAIN_GRACE_S": "2",

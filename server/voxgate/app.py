@@ -1,4 +1,4 @@
-"""Wiring and lifecycle: start the upstream pool, serve gRPC, drain, stop.
+"""Wiring and lifecycle: start the upstream pool and the shared HTTP session, serve gRPC, drain, stop.
 
 ``App.start`` returns once the server listens (health NOT_SERVING until the pool
 is warm); ``App.stop`` drains: health NOT_SERVING and new calls refused at once,
@@ -13,15 +13,21 @@ import logging
 import secrets
 import signal
 
+import aiohttp
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from voxgate.config import Settings
 from voxgate.devupstream import DevUpstream, UpstreamOptions
+from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
 from voxgate.instrument.pool import PoolTelemetry
 from voxgate.instrument.rpc import RpcInterceptor
 from voxgate.instrument.speech import SpeechTelemetry
+from voxgate.llm.client import GenerationClient
+from voxgate.llm.session import open_session
+from voxgate.service.generation import GenerationService
+from voxgate.service.retry import RetryPolicy
 from voxgate.service.speech import SpeechService
 from voxgate.service.stats import PeakInUse, StatsService
 from voxgate.service.validation import Defaults
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 SPEECH_SERVICE = speech_pb2.DESCRIPTOR.services_by_name["SpeechService"].full_name
 STATS_SERVICE = stats_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name
 TTS_POOL = "tts"
+GENERATION_SERVICE = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name
 
 
 class App:
@@ -52,6 +59,8 @@ class App:
         self._health = health.aio.HealthServicer()
         self._speech: SpeechService | None = None
         self._stats = StatsService()
+        self._generation: GenerationService | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._readiness: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -63,7 +72,14 @@ class App:
 
     async def start(self) -> None:
         settings = self.settings
-        endpoint = await self._endpoint()
+        endpoint, http_url = await self._endpoint()
+        # One session for the whole process (never one per request); closed in stop().
+        self._http = open_session(settings.http_config())
+        self._generation = GenerationService(
+            GenerationClient(self._http, base_url=http_url, api_key=endpoint.api_key),
+            default_model=settings.generation_model,
+            retry=RetryPolicy(max_attempts=settings.max_attempts),
+        )
         # Pool facts reach telemetry and the stats service through the pool's listeners.
         peak = PeakInUse()
         listeners: list[PoolListener] = [peak.on_event]
@@ -92,11 +108,13 @@ class App:
         server = grpc.aio.server(interceptors=interceptors)
         speech_pb2_grpc.add_SpeechServiceServicer_to_server(self._speech, server)
         stats_pb2_grpc.add_StatsServiceServicer_to_server(self._stats, server)
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server(self._generation, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
                 SPEECH_SERVICE,
                 STATS_SERVICE,
+                GENERATION_SERVICE,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -107,6 +125,8 @@ class App:
             raise OSError(f"VOXGATE_LISTEN: cannot listen on {settings.listen}")
         for service in ("", SPEECH_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        # Generation needs no warm-up: the session connects on demand and keeps connections alive.
+        await self._health.set(GENERATION_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await server.start()
         self._server = server
         self._pool.start()
@@ -117,19 +137,26 @@ class App:
         host = self.settings.listen.rpartition(":")[0]
         return f"{host}:{self.port}"
 
-    async def _endpoint(self) -> Endpoint:
+    async def _endpoint(self) -> tuple[Endpoint, str]:
+        """The WebSocket endpoint and the HTTP base URL, of DashScope or of the embedded upstream."""
         settings = self.settings
         if settings.api_key is None:
             # The embedded default: a loopback upstream with a key only we know.
             api_key = "sk-local-" + secrets.token_hex(16)
-            self.dev_upstream = DevUpstream(UpstreamOptions(api_key=api_key, rtf=settings.dev_upstream_rtf))
+            self.dev_upstream = DevUpstream(
+                UpstreamOptions(
+                    api_key=api_key,
+                    rtf=settings.dev_upstream_rtf,
+                    token_interval_ms=settings.dev_upstream_token_interval_ms,
+                )
+            )
             await self.dev_upstream.start()
-            url = self.dev_upstream.ws_url
+            url, http_url = self.dev_upstream.ws_url, self.dev_upstream.http_base_url
             log.info("DASHSCOPE_API_KEY is not set: serving on the embedded local upstream at %s", url)
         else:
-            api_key, url = settings.api_key.reveal(), settings.ws_url
-            log.info("upstream: %s", url)
-        return Endpoint(
+            api_key, url, http_url = settings.api_key.reveal(), settings.ws_url, settings.http_url
+            log.info("upstream: %s and %s", url, http_url)
+        endpoint = Endpoint(
             url=url,
             api_key=api_key,
             connect_timeout_s=settings.connect_timeout_s,
@@ -138,6 +165,7 @@ class App:
             ping_interval_s=settings.ping_interval_s,
             ping_timeout_s=settings.ping_timeout_s,
         )
+        return endpoint, http_url
 
     async def _serve_when_warm(self) -> None:
         await self.pool.wait_ready()
@@ -155,6 +183,8 @@ class App:
         await self._health.enter_graceful_shutdown()
         if self._speech is not None:
             self._speech.draining = True
+        if self._generation is not None:
+            self._generation.draining = True
         if self._readiness is not None:
             self._readiness.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -163,6 +193,8 @@ class App:
             await self._server.stop(grace_s)
         if self._pool is not None:
             await self._pool.close()
+        if self._http is not None:
+            await self._http.close()
         if self.dev_upstream is not None:
             await self.dev_upstream.stop()
         # Last, so the spans and metrics of the drain are exported too.

@@ -1,4 +1,4 @@
-"""``voxgate serve | synth | stats | dev-upstream``."""
+"""``voxgate serve | synth | generate | stats | dev-upstream``."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 
 from voxgate import __version__, config, logs, telemetry
+from voxgate.generation.v1 import generation_pb2
 from voxgate.service.validation import WIRE_TO_FORMAT as FORMATS
 from voxgate.speech.v1 import speech_pb2
 from voxgate.stats.v1 import stats_pb2
+
+if TYPE_CHECKING:
+    from voxgate.client import Client
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxgate",
-        description="gRPC gateway for DashScope speech synthesis, with a warm connection pool.",
+        description="gRPC gateway for DashScope speech synthesis (warm connection pool) and text generation.",
     )
     parser.add_argument("--version", action="version", version=f"voxgate {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -68,6 +74,18 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--volume", type=int, help="volume 0-100")
     synth.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds (default: 60)")
     synth.set_defaults(handler=_synth)
+
+    generate = commands.add_parser("generate", help="generate text through a running voxgate")
+    generate.add_argument("prompt", help="the user message")
+    generate.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    generate.add_argument("--model", default="", help="model (default: the server's)")
+    generate.add_argument("--system", default="", help="a system message before the prompt")
+    generate.add_argument("--max-tokens", type=int, help="most tokens to generate")
+    generate.add_argument(
+        "--server", "--target", default="127.0.0.1:50051", help="voxgate address (default: 127.0.0.1:50051)"
+    )
+    generate.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds (default: 120)")
+    generate.set_defaults(handler=_generate)
 
     stats = commands.add_parser(
         "stats", help="show a running voxgate's pools: reuse ratio, utilization, counters"
@@ -177,6 +195,60 @@ def _synth(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from voxgate.client import Client
+
+    messages = [generation_pb2.Message(role="system", content=args.system)] if args.system else []
+    messages.append(generation_pb2.Message(role="user", content=args.prompt))
+    fields = {"model": args.model, "messages": messages, "sampling": {"max_tokens": args.max_tokens}}
+
+    async def run() -> int:
+        async with Client(args.server) as client:
+            try:
+                if args.stream:
+                    request = generation_pb2.GenerateStreamRequest(**fields)
+                    await _print_stream(client, request, args.timeout)
+                else:
+                    await _print_reply(client, generation_pb2.GenerateRequest(**fields), args.timeout)
+            except grpc.aio.AioRpcError as exc:
+                print(f"\nvoxgate generate: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                return 1
+        return 0
+
+    return asyncio.run(run())
+
+
+async def _print_stream(
+    client: Client, request: generation_pb2.GenerateStreamRequest, timeout_s: float
+) -> None:
+    started = time.perf_counter()
+    client_ttft_ms = 0.0
+    last = generation_pb2.GenerateStreamResponse()
+    async for last in client.generate_stream(request, timeout_s=timeout_s):
+        if last.delta and not client_ttft_ms:
+            client_ttft_ms = (time.perf_counter() - started) * 1000
+        print(last.delta, end="", flush=True)
+    print(
+        f"\nfinish {last.finish_reason}; {_usage_line(last.usage)}\n"
+        f"first token {client_ttft_ms:.1f} ms (client), {last.time_to_first_token_ms} ms in voxgate;"
+        f" model {last.model}, request {last.request_id}, {last.attempts} attempt(s)"
+    )
+
+
+async def _print_reply(client: Client, request: generation_pb2.GenerateRequest, timeout_s: float) -> None:
+    started = time.perf_counter()
+    reply = await client.generate(request, timeout_s=timeout_s)
+    print(
+        f"{reply.text}\nfinish {reply.finish_reason}; {_usage_line(reply.usage)}\n"
+        f"answer in {(time.perf_counter() - started) * 1000:.1f} ms (client);"
+        f" model {reply.model}, request {reply.request_id}, {reply.attempts} attempt(s)"
+    )
+
+
+def _usage_line(usage: generation_pb2.Usage) -> str:
+    return f"usage {usage.input_tokens} in + {usage.output_tokens} out = {usage.total_tokens} tokens"
 
 
 def _dev_upstream(args: argparse.Namespace) -> int:

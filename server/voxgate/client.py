@@ -3,6 +3,9 @@
 async with Client("127.0.0.1:50051") as client:
     result = await client.synthesize_to_file(SynthesizeRequest(text="Hello"), "hello.wav")
     print(result.summary.first_packet_delay_ms)
+    reply = await client.generate(GenerateRequest(messages=[Message(role="user", content="Hi")]))
+    async for piece in client.generate_stream(GenerateStreamRequest(messages=[...])):
+        print(piece.delta, end="")
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from typing import BinaryIO
 
 import grpc
 
+from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
 
 WAV_HEADER_BYTES = 44
 
 
 class IncompleteStream(Exception):
-    """The stream ended with OK but without its summary: the audio may be short."""
+    """The stream ended with OK but without its summary (or last message): it may be short."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,7 @@ class Client:
     def __init__(self, target: str) -> None:
         self.channel = grpc.aio.insecure_channel(target)
         self.speech = speech_pb2_grpc.SpeechServiceStub(self.channel)
+        self.generation = generation_pb2_grpc.GenerationServiceStub(self.channel)
 
     async def __aenter__(self) -> Client:
         return self
@@ -64,6 +69,29 @@ class Client:
                 yield response.audio
         if not got_summary:
             raise IncompleteStream("stream ended without a summary")
+
+    async def generate(
+        self, request: generation_pb2.GenerateRequest, *, timeout_s: float | None = None
+    ) -> generation_pb2.GenerateResponse:
+        """The whole answer. Raises ``grpc.aio.AioRpcError`` on failure."""
+        response: generation_pb2.GenerateResponse = await self.generation.Generate(request, timeout=timeout_s)
+        return response
+
+    async def generate_stream(
+        self, request: generation_pb2.GenerateStreamRequest, *, timeout_s: float | None = None
+    ) -> AsyncIterator[generation_pb2.GenerateStreamResponse]:
+        """Yield every message; the last one has ``finish_reason``. Raises ``grpc.aio.AioRpcError``
+        on failure and :class:`IncompleteStream` if the stream ended without its last message."""
+        call = self.generation.GenerateStream(request, timeout=timeout_s)
+        finished = False
+        try:
+            async for response in call:
+                finished = bool(response.finish_reason)
+                yield response
+        finally:
+            call.cancel()  # no-op once the call ended; frees the stream if the caller stopped early
+        if not finished:
+            raise IncompleteStream("generation stream ended without its last message")
 
     async def synthesize(
         self, request: speech_pb2.SynthesizeRequest, sink: BinaryIO, *, timeout_s: float | None = None

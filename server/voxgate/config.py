@@ -16,10 +16,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from voxgate.llm.session import HttpConfig
 from voxgate.tts.pool import PoolConfig
 
 API_KEY_ENV = "DASHSCOPE_API_KEY"
 DEFAULT_WS_URL = "wss://dashscope.aliyuncs.com/api-ws/v1/inference"
+DEFAULT_HTTP_URL = "https://dashscope.aliyuncs.com/api/v1"
+DEFAULT_GENERATION_MODEL = "qwen-plus"
+EMBEDDED_GENERATION_MODEL = "local-echo"
+"""The embedded upstream's only model (voxgate.devupstream.local_model)."""
 
 
 class ConfigError(ValueError):
@@ -68,12 +73,40 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     dev_upstream_rtf: float = 0.0
+    http_url: str = DEFAULT_HTTP_URL
+    default_generation_model: str | None = None
+    http_limit: int = 100
+    http_limit_per_host: int = 100
+    http_keepalive_s: float = 30.0
+    http_dns_cache_s: int = 10
+    http_connect_timeout_s: float = 5.0
+    http_first_byte_timeout_s: float = 60.0
+    http_total_timeout_s: float = 300.0
+    dev_upstream_token_interval_ms: float = 20.0
     api_key: Secret | None = None
 
     @property
     def embedded_upstream(self) -> bool:
         """No key: serve on the embedded local upstream instead of DashScope."""
         return self.api_key is None
+
+    @property
+    def generation_model(self) -> str:
+        """The default generation model: as configured, else the embedded model or ``qwen-plus``."""
+        if self.default_generation_model is not None:
+            return self.default_generation_model
+        return EMBEDDED_GENERATION_MODEL if self.embedded_upstream else DEFAULT_GENERATION_MODEL
+
+    def http_config(self) -> HttpConfig:
+        return HttpConfig(
+            limit=self.http_limit,
+            limit_per_host=self.http_limit_per_host,
+            keepalive_s=self.http_keepalive_s,
+            dns_cache_s=self.http_dns_cache_s,
+            connect_timeout_s=self.http_connect_timeout_s,
+            first_byte_timeout_s=self.http_first_byte_timeout_s,
+            total_timeout_s=self.http_total_timeout_s,
+        )
 
     def pool_config(self) -> PoolConfig:
         return PoolConfig(
@@ -130,6 +163,12 @@ def _ws_url(text: str) -> str:
     if not text.startswith(("ws://", "wss://")):
         raise ValueError("must start with ws:// or wss://")
     return text
+
+
+def _http_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return text.rstrip("/")
 
 
 def _non_empty(text: str) -> str:
@@ -245,7 +284,8 @@ OPTIONS: tuple[Option, ...] = (
         "max_attempts",
         "VOXGATE_MAX_ATTEMPTS",
         _positive_int,
-        "upstream attempts per request; retries happen only before any audio was sent",
+        "upstream attempts per request (synthesis and generation); retries happen only before"
+        " anything was sent to the caller",
     ),
     Option(
         "drain_grace_s",
@@ -265,6 +305,58 @@ OPTIONS: tuple[Option, ...] = (
         "VOXGATE_DEV_UPSTREAM_RTF",
         _non_negative_float,
         "embedded upstream only: real-time factor of the audio pacing (0 = as fast as produced)",
+    ),
+    Option(
+        "http_url",
+        "DASHSCOPE_HTTP_BASE_URL",
+        _http_url,
+        "DashScope HTTP API base URL (Singapore: https://dashscope-intl.aliyuncs.com/api/v1);"
+        " ignored on the embedded upstream",
+    ),
+    Option(
+        "default_generation_model",
+        "VOXGATE_DEFAULT_GENERATION_MODEL",
+        _non_empty,
+        f"generation model used when a request names none (default: {DEFAULT_GENERATION_MODEL};"
+        f" on the embedded upstream {EMBEDDED_GENERATION_MODEL})",
+    ),
+    Option(
+        "http_limit",
+        "VOXGATE_HTTP_LIMIT",
+        _positive_int,
+        "most HTTP connections to the upstream open at once; further calls queue for one",
+    ),
+    Option("http_limit_per_host", "VOXGATE_HTTP_LIMIT_PER_HOST", _positive_int, "the same limit, per host"),
+    Option(
+        "http_keepalive_s",
+        "VOXGATE_HTTP_KEEPALIVE_S",
+        _positive_seconds,
+        "how long an idle HTTP connection is kept for the next call",
+    ),
+    Option("http_dns_cache_s", "VOXGATE_HTTP_DNS_CACHE_S", _positive_int, "seconds a DNS answer is cached"),
+    Option(
+        "http_connect_timeout_s",
+        "VOXGATE_HTTP_CONNECT_TIMEOUT_S",
+        _positive_seconds,
+        "TCP+TLS handshake limit of a new HTTP connection",
+    ),
+    Option(
+        "http_first_byte_timeout_s",
+        "VOXGATE_HTTP_FIRST_BYTE_TIMEOUT_S",
+        _positive_seconds,
+        "longest wait for the upstream's answer to start, and then between two reads of a stream",
+    ),
+    Option(
+        "http_total_timeout_s",
+        "VOXGATE_HTTP_TOTAL_TIMEOUT_S",
+        _positive_seconds,
+        "limit of one whole generation call, waiting for a free connection included",
+    ),
+    Option(
+        "dev_upstream_token_interval_ms",
+        "VOXGATE_DEV_UPSTREAM_TOKEN_INTERVAL_MS",
+        _non_negative_float,
+        "embedded upstream only: pause between two streamed tokens of the local-echo model",
     ),
 )
 
@@ -296,6 +388,10 @@ def load(environ: Mapping[str, str], flags: Mapping[str, str | None] | None = No
 
 
 def _check_relations(settings: Settings) -> None:
+    try:
+        settings.http_config()
+    except ValueError as exc:  # unreachable through the parsers; kept as HttpConfig's own guard
+        raise ConfigError(f"VOXGATE_HTTP_*: {exc}") from None
     try:
         settings.pool_config()
     except ValueError as exc:

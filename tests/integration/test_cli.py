@@ -79,3 +79,33 @@ def test_bad_configuration_names_the_variable() -> None:
     )
     assert done.returncode == 2
     assert "VOXGATE_POOL_MAX_SIZE" in done.stderr
+
+
+def generate(server: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "voxgate.cli", "generate", *args, "--server", server],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_generate_streams_on_the_embedded_default() -> None:
+    server = Process(["serve", "--listen", "127.0.0.1:0", "--pool-max-size", "1"], child_env())
+    address = server.start("voxgate listening on ")
+    try:
+        streamed = generate(address, "--stream", "Say hello")
+        whole = generate(address, "Say hello", "--max-tokens", "2")
+        bad = generate(address, "   ")
+    finally:
+        server.terminate()
+    assert streamed.returncode == 0, streamed.stderr
+    lines = streamed.stdout.splitlines()
+    assert lines[0] == "Hello! You said: Say hello"
+    assert "finish stop; usage 2 in + 7 out = 9 tokens" in lines[1]
+    assert "first token" in lines[2] and "model local-echo" in lines[2] and "1 attempt(s)" in lines[2]
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout.splitlines()[:2] == ["Hello!", "finish length; usage 2 in + 2 out = 4 tokens"]
+    assert bad.returncode == 1
+    assert "INVALID_ARGUMENT: messages[0].content: must not be empty" in bad.stderr

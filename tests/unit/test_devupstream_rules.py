@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from voxgate.devupstream import Faults, UpstreamOptions, add_arguments, options_from_args
+from voxgate.devupstream import Faults, GenerationFaults, UpstreamOptions, add_arguments, options_from_args
 from voxgate.devupstream.faults import NO_FAULTS, FaultSwitch
 from voxgate.devupstream.text import SentenceBuffer, espeak_language
 from voxgate.devupstream.tts_request import RequestError, parse_run_task
@@ -166,6 +166,7 @@ def test_every_fault_has_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
             [
                 "--port=1234",
                 "--rtf=0.5",
+                "--token-interval-ms=7",
                 "--chunk-ms=40",
                 "--idle-timeout-s=5",
                 "--text-gap-timeout-s=2",
@@ -182,6 +183,12 @@ def test_every_fault_has_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
                 "--reject-handshake-status=503",
                 "--fault-probability=0.25",
                 "--fault-times=6",
+                "--generation-first-byte-delay-ms=8",
+                "--generation-error-status=429",
+                "--generation-error-after-tokens=9",
+                "--generation-drop-after-tokens=10",
+                "--generation-error-code=Oops",
+                "--generation-error-message=oh",
             ]
         )
     )
@@ -189,6 +196,7 @@ def test_every_fault_has_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
         port=1234,
         api_key="sk-env",
         rtf=0.5,
+        token_interval_ms=7,
         chunk_ms=40,
         idle_timeout_s=5,
         text_gap_timeout_s=2,
@@ -206,6 +214,14 @@ def test_every_fault_has_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
             reject_handshake_status=503,
             probability=0.25,
             times=6,
+            generation=GenerationFaults(
+                first_byte_delay_ms=8,
+                error_status=429,
+                error_after_tokens=9,
+                drop_after_tokens=10,
+                error_code="Oops",
+                error_message="oh",
+            ),
         ),
     )
     assert "sk-env" not in repr(options), "the key never shows in logs"

@@ -2,8 +2,8 @@
 
 ``DevUpstream(options)``; ``await start()``; point clients at ``ws_url`` /
 ``http_base_url``; ``await stop()``. :func:`serve` does the same for the command line.
-Later protocol endpoints (the DashScope HTTP generation API) add their routes to
-:attr:`DevUpstream.app` before ``start()``.
+Protocol endpoints (the CosyVoice WebSocket, the DashScope HTTP generation API) add
+their routes to :attr:`DevUpstream.app` before ``start()``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from voxgate.tts.protocol import WS_PATH
 
 from .auth import error_response
 from .faults import Faults, FaultSwitch
+from .generation import HTTP_API_PATH, GenerationEndpoint
 from .options import UpstreamOptions
 from .speech import NATIVE_SAMPLE_RATE, Voice, get_engine
 from .stats import Stats
 from .tts_ws import CLOSE_TIMEOUT_S, TtsEndpoint
 
-HTTP_API_PATH = "/api/v1"
-"""Base path of DashScope's HTTP API (reference §2.1)."""
 DEV_STATS_PATH = "/_dev/stats"
 DEV_FAULTS_PATH = "/_dev/faults"
 
@@ -41,7 +40,9 @@ class DevUpstream:
         self._tts = TtsEndpoint(options=options, faults=self._faults, stats=self._stats, engine=self._engine)
         self.app = web.Application()
         """The one application; add routes before :meth:`start`."""
+        self._generation = GenerationEndpoint(options=options, faults=self._faults, stats=self._stats)
         self._tts.add_routes(self.app)
+        self._generation.add_routes(self.app)
         self.app.router.add_get(DEV_STATS_PATH, self._get_stats)
         self.app.router.add_get(DEV_FAULTS_PATH, self._get_faults)
         self.app.router.add_put(DEV_FAULTS_PATH, self._put_faults)
@@ -103,6 +104,8 @@ class DevUpstream:
 
     def stats(self) -> dict[str, int]:
         """A snapshot of the counters (see :class:`~voxgate.devupstream.stats.Stats`)."""
+        if self._runner is not None and self._runner.server is not None:
+            self._generation.count_open(self._runner.server.connections)
         return self._stats.snapshot()
 
     def _url_host(self) -> str:
@@ -114,6 +117,7 @@ class DevUpstream:
         return f"[{host}]" if ":" in host else host
 
     async def _close_connections(self, _app: web.Application) -> None:
+        self._generation.stop()
         await self._tts.close_all()
 
     async def _get_stats(self, _request: web.Request) -> web.Response:

@@ -27,6 +27,27 @@ def is_authorized(request: web.BaseRequest, api_key: str | None) -> bool:
     return hmac.compare_digest(token.encode(), api_key.encode())
 
 
+ERROR_BODIES = {
+    400: (
+        "InvalidParameter",
+        "Required parameter(s) missing or invalid, please check the request parameters.",
+    ),
+    401: (CODE_INVALID_API_KEY, MESSAGE_INVALID_API_KEY),
+    403: ("AccessDenied", "Access denied."),
+    429: ("Throttling.RateQuota", "Requests rate limit exceeded, please try again later."),
+    500: (
+        "InternalError",
+        "An internal error has occured, please try again later or contact service support.",
+    ),
+}
+"""DashScope's code and message per HTTP status (reference §2.5), for injected errors."""
+
+
+def error_body(status: int) -> tuple[str, str]:
+    """Code and message of an injected HTTP error with ``status``."""
+    return ERROR_BODIES.get(status, ("ServiceUnavailable", f"local upstream: injected HTTP {status}"))
+
+
 def error_response(status: int, code: str, message: str) -> web.Response:
     """An HTTP error in DashScope's shape: ``{"request_id", "code", "message"}``."""
     return web.json_response(

@@ -13,7 +13,7 @@ import dataclasses
 import random
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_FAIL_CODE = "InternalError"
@@ -21,13 +21,61 @@ DEFAULT_FAIL_MESSAGE = "local upstream: injected failure"
 
 
 @dataclass(frozen=True)
+class GenerationFaults:
+    """What to break on the HTTP generation endpoint; drawn once per generation request."""
+
+    first_byte_delay_ms: int = 0
+    """Delay before the response starts (headers and all)."""
+    error_status: int | None = None
+    """Answer with this HTTP status and DashScope's error body for it (400 InvalidParameter,
+    401 InvalidApiKey, 403 AccessDenied, 429 Throttling.RateQuota, 500 InternalError, ...);
+    SSE-bodied for streaming requests, as the service does (reference §2.5)."""
+    error_after_tokens: int | None = None
+    """Streaming: send ``event:error`` (``error_code``/``error_message``) after this many
+    tokens, then end the stream; 0 errs before any token. Non-streaming: HTTP 500 with that code."""
+    drop_after_tokens: int | None = None
+    """Abort the TCP connection after this many tokens; 0 aborts before any response."""
+    error_code: str = DEFAULT_FAIL_CODE
+    error_message: str = DEFAULT_FAIL_MESSAGE
+
+    def __post_init__(self) -> None:
+        if self.first_byte_delay_ms < 0:
+            raise ValueError("generation.first_byte_delay_ms must be >= 0")
+        for name in ("error_after_tokens", "drop_after_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"generation.{name} must be >= 0 or None")
+        status = self.error_status
+        if status is not None and not 400 <= status <= 599:
+            raise ValueError("generation.error_status must be an HTTP error status (400-599)")
+        if not self.error_code:
+            raise ValueError("generation.error_code must not be empty")
+
+    @property
+    def any(self) -> bool:
+        return (
+            self.first_byte_delay_ms > 0
+            or self.error_status is not None
+            or self.error_after_tokens is not None
+            or self.drop_after_tokens is not None
+        )
+
+    @classmethod
+    def from_json(cls, data: object) -> GenerationFaults:
+        if not isinstance(data, Mapping):
+            raise ValueError("generation must be an object of GenerationFaults fields")
+        return cls(**_checked_fields(cls, data, "generation."))
+
+
+@dataclass(frozen=True)
 class Faults:
     """What to break. Every field is neutral by default, so ``Faults()`` breaks nothing.
 
     Connection faults (``connect_delay_ms``, ``reject_handshake_status``) are drawn once
-    per WebSocket upgrade; task faults (everything else) once per run-task. ``probability``
-    and ``times`` apply to each scope separately: ``times=1`` hits the next connection
-    *and* the next task, if faults of both kinds are set.
+    per WebSocket upgrade; task faults (everything else) once per run-task; ``generation``
+    faults once per generation request. ``probability`` and ``times`` apply to each scope
+    separately: ``times=1`` hits the next connection *and* the next task *and* the next
+    generation request, if faults of those kinds are set.
     """
 
     connect_delay_ms: int = 0
@@ -51,7 +99,9 @@ class Faults:
     probability: float = 1.0
     """Chance that a connection/task is hit (seeded RNG, option ``seed``)."""
     times: int | None = None
-    """Hit only the next N connections/tasks, then switch off; None means always."""
+    """Hit only the next N connections/tasks/generation requests, then switch off; None means always."""
+    generation: GenerationFaults = field(default_factory=GenerationFaults)
+    """Faults of the HTTP generation endpoint (``probability`` and ``times`` apply to them too)."""
 
     def __post_init__(self) -> None:
         for name in ("connect_delay_ms", "task_started_delay_ms", "first_packet_delay_ms"):
@@ -89,16 +139,23 @@ class Faults:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Faults:
         """Build from a JSON object; raises ``ValueError`` naming an unknown or bad field."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
-        for name, value in data.items():
-            _check_json_type(name, value, known[name].type)
-        return cls(**data)
+        values = _checked_fields(cls, {k: v for k, v in data.items() if k != "generation"}, "")
+        if "generation" in data:
+            values["generation"] = GenerationFaults.from_json(data["generation"])
+        return cls(**values)
 
 
 NO_FAULTS = Faults()
+
+
+def _checked_fields(cls: type, data: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown fault field(s): {', '.join(prefix + name for name in unknown)}")
+    for name, value in data.items():
+        _check_json_type(prefix + name, value, known[name].type)
+    return dict(data)
 
 
 def _check_json_type(name: str, value: object, annotation: object) -> None:
@@ -132,6 +189,7 @@ class FaultSwitch:
         self._faults = faults
         self._connections_left = faults.times
         self._tasks_left = faults.times
+        self._generations_left = faults.times
 
     @property
     def faults(self) -> Faults:
@@ -143,6 +201,7 @@ class FaultSwitch:
             self._faults = faults
             self._connections_left = faults.times
             self._tasks_left = faults.times
+            self._generations_left = faults.times
 
     def for_connection(self) -> Faults:
         """Faults for a new connection: the current ones if hit, else :data:`NO_FAULTS`."""
@@ -163,6 +222,16 @@ class FaultSwitch:
             if self._tasks_left is not None:
                 self._tasks_left -= 1
             return faults
+
+    def for_generation(self) -> GenerationFaults:
+        """Faults for a new generation request, or neutral ones if it is not hit."""
+        with self._lock:
+            faults = self._faults
+            if not faults.generation.any or not self._draw(self._generations_left):
+                return NO_FAULTS.generation
+            if self._generations_left is not None:
+                self._generations_left -= 1
+            return faults.generation
 
     def _draw(self, left: int | None) -> bool:
         if left is not None and left <= 0:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from voxgate.tts.protocol import IDLE_CONNECTION_LIMIT_S, TEXT_GAP_LIMIT_S
 
-from .faults import DEFAULT_FAIL_CODE, DEFAULT_FAIL_MESSAGE, Faults
+from .faults import DEFAULT_FAIL_CODE, DEFAULT_FAIL_MESSAGE, Faults, GenerationFaults
 
 RUN_TASK_WHILE_ACTIVE = ("fail", "preempt")
 API_KEY_ENV = "DASHSCOPE_API_KEY"
@@ -29,6 +29,8 @@ class UpstreamOptions:
     """None accepts any non-empty Bearer token; otherwise only exactly this one."""
     rtf: float = 0.0
     """Real-time factor of audio pacing: 0 sends as fast as produced, 0.5 sends 1 s of audio per 0.5 s."""
+    token_interval_ms: float = 0.0
+    """Pause between two streamed tokens of the local generation model (0: as fast as possible)."""
     chunk_ms: int = 100
     """Audio duration per binary frame."""
     idle_timeout_s: float = IDLE_CONNECTION_LIMIT_S
@@ -49,6 +51,8 @@ class UpstreamOptions:
             raise ValueError("api_key must be None or non-empty")
         if self.rtf < 0:
             raise ValueError("rtf must be >= 0")
+        if self.token_interval_ms < 0:
+            raise ValueError("token_interval_ms must be >= 0")
         if not 10 <= self.chunk_ms <= 10_000:
             raise ValueError("chunk_ms must be within [10, 10000]")
         if self.idle_timeout_s <= 0:
@@ -80,6 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=defaults.rtf,
         help="real-time factor of audio pacing; 0 sends as fast as produced (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--token-interval-ms",
+        type=float,
+        default=defaults.token_interval_ms,
+        help="pause between streamed tokens of the local generation model (default: %(default)s)",
     )
     parser.add_argument(
         "--chunk-ms",
@@ -152,6 +162,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reject-handshake-status", type=int, default=None, help="refuse WS upgrades with this HTTP status"
     )
     faults.add_argument(
+        "--generation-first-byte-delay-ms", type=int, default=0, help="generation: delay before the response"
+    )
+    faults.add_argument(
+        "--generation-error-status",
+        type=int,
+        default=None,
+        help="generation: answer with this HTTP status (429 throttling, 500 internal error, ...)",
+    )
+    faults.add_argument(
+        "--generation-error-after-tokens",
+        type=int,
+        default=None,
+        help="generation: event:error after this many streamed tokens (0: before the first)",
+    )
+    faults.add_argument(
+        "--generation-error-code",
+        default=DEFAULT_FAIL_CODE,
+        help="generation: code of the event:error (default: %(default)s)",
+    )
+    faults.add_argument(
+        "--generation-error-message",
+        default=DEFAULT_FAIL_MESSAGE,
+        help="generation: message of the event:error (default: %(default)s)",
+    )
+    faults.add_argument(
+        "--generation-drop-after-tokens",
+        type=int,
+        default=None,
+        help="generation: abort the TCP connection after this many tokens (0: before any response)",
+    )
+    faults.add_argument(
         "--fault-probability",
         type=float,
         default=1.0,
@@ -183,12 +224,21 @@ def options_from_args(args: argparse.Namespace) -> UpstreamOptions:
         reject_handshake_status=args.reject_handshake_status,
         probability=args.fault_probability,
         times=args.fault_times,
+        generation=GenerationFaults(
+            first_byte_delay_ms=args.generation_first_byte_delay_ms,
+            error_status=args.generation_error_status,
+            error_after_tokens=args.generation_error_after_tokens,
+            drop_after_tokens=args.generation_drop_after_tokens,
+            error_code=args.generation_error_code,
+            error_message=args.generation_error_message,
+        ),
     )
     return UpstreamOptions(
         host=args.host,
         port=args.port,
         api_key=api_key,
         rtf=args.rtf,
+        token_interval_ms=args.token_interval_ms,
         chunk_ms=args.chunk_ms,
         idle_timeout_s=args.idle_timeout_s,
         text_gap_timeout_s=args.text_gap_timeout_s,

@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass
 
 @dataclass(slots=True)
 class Stats:
-    """Monotonic counters, except ``connections_open`` (a gauge)."""
+    """Monotonic counters, except the gauges ``connections_open``, ``generation_connections_open``
+    and ``generations_streaming``. ``connections_*`` count WebSocket connections;
+    ``generation_connections_*`` count the TCP connections that carried generation requests."""
 
     connections_opened: int = 0
     connections_open: int = 0
@@ -26,6 +28,15 @@ class Stats:
     idle_timeouts: int = 0
     text_gap_timeouts: int = 0
     pings_received: int = 0
+    generation_connections_opened: int = 0
+    generation_connections_open: int = 0
+    generations_started: int = 0
+    generations_streaming: int = 0
+    generations_finished: int = 0
+    generations_failed: int = 0
+    generations_cancelled: int = 0
+    """The client went away before the answer was complete."""
+    generation_tokens_sent: int = 0
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

@@ -46,7 +46,7 @@ from voxgate.tts.protocol import (
 
 from . import tts_events
 from .audio import Encoder, new_encoder
-from .auth import error_response, is_authorized, unauthorized
+from .auth import error_body, error_response, is_authorized, unauthorized
 from .faults import Faults, FaultSwitch
 from .options import UpstreamOptions
 from .speech import SpeechEngine, SpeechError
@@ -70,17 +70,6 @@ _CLOSE_NORMAL = 1000
 _CLOSE_GOING_AWAY = 1001
 _CLOSE_UNSUPPORTED_DATA = 1003
 _CLOSE_INVALID_PAYLOAD = 1007
-
-# HTTP error bodies for reject_handshake_status, in DashScope's shape (reference §2.5).
-_REJECT_BODIES = {
-    401: ("InvalidApiKey", "Invalid API-key provided."),
-    403: ("AccessDenied", "Access denied."),
-    429: ("Throttling.RateQuota", ERROR_RATE_LIMITED),
-    500: (
-        "InternalError",
-        "An internal error has occured, please try again later or contact service support.",
-    ),
-}
 
 
 def invalid_action(action: str) -> str:
@@ -153,9 +142,7 @@ class TtsEndpoint:
         if faults.reject_handshake_status is not None:
             self.stats.handshakes_rejected += 1
             status = faults.reject_handshake_status
-            code, message = _REJECT_BODIES.get(
-                status, ("ServiceUnavailable", f"local upstream: injected HTTP {status}")
-            )
+            code, message = error_body(status)
             return error_response(status, code, message)
         # Auth is checked before the upgrade: the vendor answers HTTP 401 (§1.2).
         if not is_authorized(request, self.options.api_key):

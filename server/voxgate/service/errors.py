@@ -1,9 +1,9 @@
 """The one place where failures become gRPC status codes.
 
-:func:`classify` turns any exception of the synthesis path into a
-:class:`Failure`: the status code, a message for the caller, trailing metadata
-that keeps the upstream's own code, message and task id, and whether another
-attempt on a fresh connection could succeed (used only before the first byte).
+:func:`classify` turns any exception of the synthesis or the generation path into
+a :class:`Failure`: the status code, a message for the caller, trailing metadata
+that keeps the upstream's own code, message and task/request id, and whether another
+attempt could succeed (used only before anything was sent to the caller).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from voxgate.llm.protocol import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
 from voxgate.tts.pool import ConnectFailed, PoolClosed, PoolTimeout
 from voxgate.tts.protocol import ERROR_INVALID_ACTION_RUN_TASK, ERROR_RATE_LIMITED, ProtocolError, TaskFailure
 from voxgate.tts.synthesizer import ConnectionLost, HandshakeRejected
@@ -20,10 +21,20 @@ MD_UPSTREAM_CODE = "voxgate-upstream-code"
 MD_UPSTREAM_MESSAGE = "voxgate-upstream-message"
 MD_TASK_ID = "voxgate-task-id"
 MD_AUDIO_BYTES_SENT = "voxgate-audio-bytes-sent"
+MD_UPSTREAM_REQUEST_ID = "voxgate-upstream-request-id"
+MD_UPSTREAM_HTTP_STATUS = "voxgate-upstream-http-status"
+MD_TEXT_CHARS_SENT = "voxgate-text-chars-sent"
 
 _CREDENTIAL_CODES = ("InvalidApiKey", "AccessDenied", "Arrearage", "Unauthorized")
 _ARGUMENT_CODES = ("InvalidParameter", "InvalidInput", "DataInspectionFailed", "BadRequest")
-_TRANSIENT_CODES = ("InternalError", "ServiceUnavailable", "ModelServingError", "RequestTimeOut")
+_TRANSIENT_CODES = (
+    "InternalError",
+    "ServiceUnavailable",
+    "ModelServingError",
+    "RequestTimeOut",
+    "SystemError",
+)
+_QUOTA_EXHAUSTED_CODE = "Throttling.AllocationQuota"  # used up, not rate-limited: waiting will not help
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +46,15 @@ class Failure:
 
 
 def classify(exc: BaseException) -> Failure:
-    """Map a synthesis failure to its status. Unknown exceptions become INTERNAL."""
+    """Map a synthesis or generation failure to its status. Unknown exceptions become INTERNAL."""
     if isinstance(exc, TaskFailure):
         return _task_failure(exc)
+    if isinstance(exc, UpstreamError):
+        return _upstream_error(exc)
+    if isinstance(exc, UpstreamUnavailable):
+        return Failure(grpc.StatusCode.UNAVAILABLE, str(exc), retryable=True)
+    if isinstance(exc, UpstreamProtocolError):
+        return Failure(grpc.StatusCode.INTERNAL, f"upstream protocol violation: {exc}", retryable=True)
     if isinstance(exc, PoolTimeout):
         return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, f"all upstream connections busy: {exc}")
     if isinstance(exc, PoolClosed):
@@ -79,4 +96,32 @@ def _task_failure(exc: TaskFailure) -> Failure:
         return Failure(grpc.StatusCode.INVALID_ARGUMENT, text, metadata)
     if exc.code.startswith(_TRANSIENT_CODES):
         return Failure(grpc.StatusCode.UNAVAILABLE, text, metadata, retryable=True)
+    return Failure(grpc.StatusCode.UNKNOWN, text, metadata)
+
+
+def _upstream_error(exc: UpstreamError) -> Failure:
+    """An HTTP error status or a mid-stream ``event:error`` of the generation API (reference §2.5)."""
+    metadata: tuple[tuple[str, str], ...] = (
+        (MD_UPSTREAM_CODE, exc.code),
+        (MD_UPSTREAM_MESSAGE, exc.message),
+        (MD_UPSTREAM_REQUEST_ID, exc.request_id),
+    )
+    if exc.http_status is not None:
+        metadata += ((MD_UPSTREAM_HTTP_STATUS, str(exc.http_status)),)
+    text = f"upstream error: {exc}"
+    status = exc.http_status or 0
+    if status in (401, 403) or exc.code.startswith(_CREDENTIAL_CODES):
+        # As for synthesis: voxgate's configuration is at fault, not the caller's credentials.
+        return Failure(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"upstream rejected voxgate's credentials ({exc}); check DASHSCOPE_API_KEY",
+            metadata,
+        )
+    if status == 429 or exc.code.startswith("Throttling"):
+        retryable = not exc.code.startswith(_QUOTA_EXHAUSTED_CODE)
+        return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, text, metadata, retryable=retryable)
+    if status >= 500 or status == 408 or exc.code.startswith(_TRANSIENT_CODES):
+        return Failure(grpc.StatusCode.UNAVAILABLE, text, metadata, retryable=True)
+    if 400 <= status < 500 or exc.code.startswith(_ARGUMENT_CODES):
+        return Failure(grpc.StatusCode.INVALID_ARGUMENT, text, metadata)
     return Failure(grpc.StatusCode.UNKNOWN, text, metadata)

@@ -57,8 +57,8 @@ def synthesis_params(request: speech_pb2.SynthesizeRequest, defaults: Defaults) 
     if fmt is None:
         raise InvalidRequest("format", f"unknown AudioFormat value {request.format}")
     return SynthesisParams(
-        model=_name("model", request.model or defaults.model),
-        voice=_name("voice", request.voice or defaults.voice),
+        model=check_name("model", request.model or defaults.model),
+        voice=check_name("voice", request.voice or defaults.voice),
         format=fmt,
         sample_rate=_sample_rate(request.sample_rate, fmt),
         volume=_int_in("volume", request.volume, 0, 100) if request.HasField("volume") else 50,
@@ -86,7 +86,8 @@ def _check_text(text: str) -> None:
         )
 
 
-def _name(field: str, value: str) -> str:
+def check_name(field: str, value: str) -> str:
+    """``value`` if it is a plausible model/voice name; else :class:`InvalidRequest` naming ``field``."""
     if not _NAME.match(value):
         raise InvalidRequest(field, f"{value!r} is not a valid name (letters, digits, '.', '_', '-')")
     return value

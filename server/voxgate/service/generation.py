@@ -1,0 +1,182 @@
+"""The GenerationService servicer: validate, call the upstream (retrying before anything was
+sent), forward deltas as they arrive, map errors.
+
+No socket code here: :class:`~voxgate.llm.client.GenerationClient` speaks HTTP over the
+shared session, :mod:`voxgate.service.errors` decides every status code and
+:mod:`voxgate.service.retry` every retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import grpc
+
+from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
+from voxgate.llm.client import GenerationClient
+from voxgate.llm.protocol import GenerationParams, Result, Usage
+from voxgate.service.errors import MD_TEXT_CHARS_SENT, Failure, classify
+from voxgate.service.generation_validation import AnyGenerateRequest, generation_params
+from voxgate.service.retry import AttemptLog, RetryPolicy
+from voxgate.service.validation import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What one RPC has done so far, across attempts."""
+
+    rpc_started: float
+    deadline: float | None
+    """Loop time of the caller's deadline, if it set one."""
+    log: AttemptLog = field(default_factory=AttemptLog)
+    chars_sent: int = 0
+    deltas_sent: int = 0
+    first_delta_at: float | None = None
+    request_id: str = ""
+
+
+class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
+    """Serves ``voxgate.generation.v1.GenerationService`` through one :class:`GenerationClient`."""
+
+    def __init__(self, client: GenerationClient, *, default_model: str, retry: RetryPolicy) -> None:
+        self._client = client
+        self._default_model = default_model
+        self._retry = retry
+        self.draining = False
+
+    async def Generate(
+        self, request: generation_pb2.GenerateRequest, context: Context
+    ) -> generation_pb2.GenerateResponse:
+        params, progress = await self._begin(request, context)
+        result = await self._with_retries(lambda: self._client.generate(params), context, progress)
+        return generation_pb2.GenerateResponse(
+            text=result.text,
+            finish_reason=result.finish_reason or "",
+            usage=_usage(result.usage),
+            request_id=result.request_id,
+            model=params.model,
+            attempts=len(progress.log),
+        )
+
+    async def GenerateStream(  # type: ignore[override]  # writes with context.write (see below)
+        self, request: generation_pb2.GenerateStreamRequest, context: Context
+    ) -> None:
+        # A coroutine with context.write(), as Synthesize: a client cancel raises right here,
+        # and aclosing() closes the upstream response (and its connection) at once.
+        params, progress = await self._begin(request, context)
+        last = await self._with_retries(
+            lambda: self._stream_once(params, context, progress), context, progress
+        )
+        ttft_s = (progress.first_delta_at or time.perf_counter()) - progress.rpc_started
+        await context.write(
+            generation_pb2.GenerateStreamResponse(
+                delta=last.text,
+                finish_reason=last.finish_reason or "",
+                usage=_usage(last.usage),
+                request_id=last.request_id or progress.request_id,
+                model=params.model,
+                time_to_first_token_ms=round(ttft_s * 1000),
+                attempts=len(progress.log),
+            )
+        )
+
+    async def _begin(
+        self, request: AnyGenerateRequest, context: Context
+    ) -> tuple[GenerationParams, _Progress]:
+        if self.draining:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another instance"
+            )
+        try:
+            params = generation_params(request, self._default_model)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        remaining: float | None = context.time_remaining()
+        loop_now = asyncio.get_running_loop().time()
+        deadline = None if remaining is None else loop_now + remaining
+        return params, _Progress(rpc_started=time.perf_counter(), deadline=deadline)
+
+    async def _stream_once(self, params: GenerationParams, context: Context, progress: _Progress) -> Result:
+        """One upstream attempt: forward every delta but the last, return the last result."""
+        async with contextlib.aclosing(self._client.stream(params)) as results:
+            async for result in results:
+                progress.request_id = result.request_id or progress.request_id
+                if result.finish_reason is not None:
+                    if result.text and progress.first_delta_at is None:
+                        progress.first_delta_at = time.perf_counter()
+                    return result
+                if not result.text:
+                    continue
+                if progress.first_delta_at is None:
+                    progress.first_delta_at = time.perf_counter()
+                progress.chars_sent += len(result.text)
+                progress.deltas_sent += 1
+                await context.write(
+                    generation_pb2.GenerateStreamResponse(delta=result.text, request_id=progress.request_id)
+                )
+        raise AssertionError("GenerationClient.stream ended without a last result")  # it raises instead
+
+    async def _with_retries(
+        self, attempt: Callable[[], Awaitable[Result]], context: Context, progress: _Progress
+    ) -> Result:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout_at(progress.deadline):
+                    result = await attempt()
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception as exc:
+                failure = classify(exc)
+                remaining = None if progress.deadline is None else progress.deadline - loop.time()
+                delay_s = self._retry.delay(
+                    attempts_made=len(progress.log) + 1,
+                    retryable=failure.retryable,
+                    sent_anything=progress.deltas_sent > 0,
+                    remaining_s=remaining,
+                )
+                duration_s = time.perf_counter() - started
+                progress.log.failed(failure.code, failure.message, duration_s, delay_s)
+                if delay_s is None:
+                    await self._fail(context, failure, progress)
+                log.info(
+                    "generation attempt %d failed (%s); retrying in %.2fs",
+                    len(progress.log),
+                    failure.message,
+                    delay_s,
+                )
+                await asyncio.sleep(delay_s)
+                continue
+            progress.log.succeeded(time.perf_counter() - started)
+            return result
+
+    async def _fail(self, context: Context, failure: Failure, progress: _Progress) -> NoReturn:
+        message = failure.message
+        if progress.deltas_sent:
+            # Never a silently short answer: say what was delivered before the break.
+            message = (
+                f"answer interrupted after {progress.chars_sent} characters in {progress.deltas_sent}"
+                f" deltas; the text is incomplete: {failure.message}"
+            )
+        elif len(progress.log) > 1:
+            message = f"{message} (after {len(progress.log)} attempts)"
+        log.warning("generation failed: %s %s", failure.code.name, message)
+        context.set_trailing_metadata((*failure.metadata, (MD_TEXT_CHARS_SENT, str(progress.chars_sent))))
+        await context.abort(failure.code, message)
+
+
+def _usage(usage: Usage) -> generation_pb2.Usage:
+    return generation_pb2.Usage(
+        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, total_tokens=usage.total_tokens
+    )

@@ -1,0 +1,34 @@
+"""The real ``voxgate serve`` process, started with the environment the chart gives a pod, answers the
+chart's gRPC probe and drains on SIGTERM."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from harness import Process, child_env, wait_serving
+from helm_chart import VALUE_SETS, render
+
+
+async def test_server_with_the_charts_environment_answers_the_probe_and_drains() -> None:
+    rendered = render(VALUE_SETS["everything"])
+    # OTEL_* belong to the OpenTelemetry SDK, and their collector is not here; the rest is voxgate's.
+    env = {k: v for k, v in rendered.environment_values().items() if not k.startswith("OTEL_")}
+    probe = rendered.container()["startupProbe"]["grpc"]
+    assert env["VOXGATE_LISTEN"] == f"0.0.0.0:{probe['port']}"
+    # Only the address changes (a fixed port could be taken on a shared machine); the flag overrides
+    # the variable as in any deployment.
+    server = Process(["serve", "--listen", "127.0.0.1:0"], child_env(**env))
+    address = server.start("voxgate listening on ")
+    try:
+        await wait_serving(address, timeout_s=60)
+        async with grpc.aio.insecure_channel(address) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=probe["service"]), timeout=10
+            )
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        code = server.terminate(timeout_s=60)
+    assert code == 0, server.output()
+    # The chart's settings reached the server (it logs them at start).
+    assert "'pool_max_size': 32" in server.output() and "'drain_grace_s': 45.5" in server.output()

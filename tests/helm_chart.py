@@ -1,0 +1,143 @@
+"""Render and lint ``helm/voxgate`` with the real Helm library (helm-python-sdk, Helm's Go SDK).
+
+Shared by the chart tests. Renders are cached per value set: the chart is read-only during a run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import yaml
+
+CHART_DIR = Path(__file__).resolve().parents[1] / "helm" / "voxgate"
+RELEASE = "demo"
+NAMESPACE = "speech"
+
+# Named value sets every render, lint and schema validation runs over.
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "api-key-value": {"apiKey": {"value": "sk-chart-test-inline-0123456789"}},
+    "existing-secret": {"apiKey": {"existingSecret": "dashscope-key", "secretKey": "api-key"}},
+    "hpa-off": {
+        "autoscaling": {"enabled": False},
+        "replicaCount": 3,
+        "podDisruptionBudget": {"enabled": False},
+    },
+    "headless-on": {"headless": {"enabled": True}},
+    "otel-on": {
+        "otel": {
+            "enabled": True,
+            "endpoint": "http://otel-collector.observability:4317",
+            "resourceAttributes": {"deployment.environment.name": "staging"},
+            "extraEnv": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+        }
+    },
+    "everything": {
+        "apiKey": {"existingSecret": "dashscope-key"},
+        "headless": {"enabled": True},
+        "otel": {"enabled": True},
+        "topologySpread": {"enabled": True, "whenUnsatisfiable": "DoNotSchedule"},
+        "containerPort": 6000,
+        "service": {"port": 443},
+        "drain": {"graceSeconds": 45.5, "preStopSeconds": 10, "shutdownSlackSeconds": 3},
+        "config": {"VOXGATE_POOL_MAX_SIZE": 32, "VOXGATE_POOL_READY_MIN": 8, "VOXGATE_LOG_LEVEL": "DEBUG"},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One release's manifests, parsed: ``get(kind, name)`` and ``all()``."""
+
+    documents: tuple[dict[str, Any], ...]
+    notes: str
+
+    def all(self) -> Iterator[dict[str, Any]]:
+        yield from self.documents
+
+    def kinds(self) -> list[str]:
+        return sorted(doc["kind"] for doc in self.documents)
+
+    def find(self, kind: str, name: str | None = None) -> dict[str, Any] | None:
+        for doc in self.documents:
+            if doc["kind"] == kind and (name is None or doc["metadata"]["name"] == name):
+                return doc
+        return None
+
+    def get(self, kind: str, name: str | None = None) -> dict[str, Any]:
+        doc = self.find(kind, name)
+        if doc is None:
+            raise AssertionError(f"no {kind} {name or ''} rendered; have {self.kinds()}")
+        return doc
+
+    def container(self) -> dict[str, Any]:
+        containers: list[dict[str, Any]] = self.get("Deployment")["spec"]["template"]["spec"]["containers"]
+        assert len(containers) == 1
+        return containers[0]
+
+    def environment(self) -> dict[str, dict[str, Any]]:
+        """Every variable the container gets, by name: ConfigMap entries (envFrom, as ``{"value": ...}``)
+        and the container's own ``env`` entries (``value`` or ``valueFrom``)."""
+        container = self.container()
+        variables: dict[str, dict[str, Any]] = {}
+        for source in container.get("envFrom", []):
+            configmap = self.get("ConfigMap", source["configMapRef"]["name"])
+            variables.update({name: {"value": value} for name, value in configmap["data"].items()})
+        for entry in container.get("env", []):
+            assert entry["name"] not in variables, f"{entry['name']} is set twice"
+            variables[entry["name"]] = entry
+        return variables
+
+    def environment_values(self) -> dict[str, str]:
+        """The variables with a literal value (not from a Secret or the downward API)."""
+        return {name: entry["value"] for name, entry in self.environment().items() if "value" in entry}
+
+    def text(self) -> str:
+        """Every manifest and NOTES.txt as one string, for "never appears" checks."""
+        return json.dumps(self.documents) + self.notes
+
+
+def render(values: dict[str, Any] | None = None) -> Rendered:
+    """Render the chart as ``helm template demo --namespace speech`` would (schema checked)."""
+    return _render_cached(json.dumps(values or {}, sort_keys=True))
+
+
+@functools.cache
+def _render_cached(values_json: str) -> Rendered:
+    with helm.Chart.load(CHART_DIR) as chart:
+        manifests = chart.render(json.loads(values_json), name=RELEASE, namespace=NAMESPACE, is_install=True)
+    documents: list[dict[str, Any]] = []
+    notes = ""
+    for path, text in sorted(manifests.items()):
+        if path.endswith("NOTES.txt"):
+            notes = text
+            continue
+        documents.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return Rendered(tuple(documents), notes)
+
+
+def render_error(values: dict[str, Any]) -> str:
+    """Render ``values`` expecting Helm to refuse them; return its message."""
+    with helm.Chart.load(CHART_DIR) as chart:
+        try:
+            chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        except helm.HelmError as exc:
+            return str(exc)
+    raise AssertionError(f"the chart rendered values it should refuse: {values}")
+
+
+def lint(values: dict[str, Any], kube_version: str) -> dict[str, Any]:
+    """``helm lint --strict`` (warnings count as errors) against ``kube_version``."""
+    return helm.lint(CHART_DIR, values, strict=True, namespace=NAMESPACE, kube_version=kube_version)
+
+
+def chart_values() -> dict[str, Any]:
+    """The chart's values.yaml, as Helm reads it."""
+    with helm.Chart.load(CHART_DIR) as chart:
+        return chart.values

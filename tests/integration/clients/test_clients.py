@@ -1,0 +1,81 @@
+"""What a Node or a Go developer gets from voxgate: audio, text, and clear errors.
+
+Each test runs once per client (the ``cli`` fixture); the clients are real processes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from audio_checks import pcm_rms, read_wav
+from harness import TEXT
+from polyglot import Cli
+from voxgate.app import App
+
+
+async def test_synthesize_returns_non_silent_wav_audio(cli: Cli, served: str, tmp_path: Path) -> None:
+    out = tmp_path / "hello.wav"
+    done = await cli.run("synth", TEXT, "-o", str(out), "--server", served)
+    assert done.returncode == 0, done.stderr
+    data = out.read_bytes()
+    wav = read_wav(data)  # a complete file: the streaming header's sizes were patched
+    assert (wav.sample_rate, wav.channels, wav.sample_width) == (22050, 1, 2)
+    assert 2 < wav.seconds < 20
+    assert pcm_rms(wav.pcm) > 100
+    assert f"wrote {out}: {len(data)} bytes wav at 22050 Hz" in done.stdout
+    assert "first packet " in done.stdout and " ms in voxgate" in done.stdout
+
+
+async def test_generate_streams_deltas_and_a_final_usage(cli: Cli, served: str) -> None:
+    prompt = "Say hello to the polyglot clients"
+    done = await cli.run("generate", prompt, "--json", "--server", served)
+    assert done.returncode == 0, done.stderr
+    *pieces, last = [json.loads(line) for line in done.stdout.splitlines()]  # one line per message
+    assert len(pieces) >= 2 and all(piece["delta"] for piece in pieces)
+    assert not any(piece.get("finishReason") or piece.get("usage") for piece in pieces)
+    # The embedded default's model, local-echo, answers "Hello! You said: <the last user message>".
+    assert "".join(piece["delta"] for piece in [*pieces, last]) == f"Hello! You said: {prompt}"
+    assert last["finishReason"] == "stop" and last["model"] == "local-echo"
+    usage = last["usage"]
+    assert usage["inputTokens"] > 0 and usage["outputTokens"] > 0
+    assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
+
+
+async def test_generate_without_streaming_returns_the_whole_answer(cli: Cli, served: str) -> None:
+    done = await cli.run("generate", "Say hello", "--no-stream", "--json", "--server", served)
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    assert reply["text"] == "Hello! You said: Say hello" and reply["finishReason"] == "stop"
+    assert reply["usage"]["outputTokens"] > 0
+
+
+async def test_empty_text_is_invalid_argument_naming_the_field(cli: Cli, served: str, tmp_path: Path) -> None:
+    done = await cli.run("synth", "", "-o", str(tmp_path / "empty.wav"), "--server", served)
+    assert done.returncode == 1
+    assert "INVALID_ARGUMENT: text: must not be empty" in done.stderr
+
+
+async def test_deadline_shorter_than_the_synthesis_is_deadline_exceeded_and_the_server_stays_healthy(
+    cli: Cli, gateway: App, set_faults: Callable[..., Any], tmp_path: Path
+) -> None:
+    set_faults(first_packet_delay_ms=30_000)  # the synthesis takes far longer than the deadline
+    slow = await cli.run(
+        "synth", TEXT, "-o", str(tmp_path / "slow.wav"), "--server", gateway.address, "--timeout", "1"
+    )
+    assert slow.returncode == 1
+    assert "DEADLINE_EXCEEDED" in slow.stderr
+
+    set_faults()
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    out = tmp_path / "after.wav"
+    done = await cli.run("synth", "Still here.", "-o", str(out), "--server", gateway.address)
+    assert done.returncode == 0, done.stderr
+    assert pcm_rms(read_wav(out.read_bytes()).pcm) > 100
