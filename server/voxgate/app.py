@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from voxgate.config import Settings
 from voxgate.devupstream import DevUpstream, UpstreamOptions
 from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
+from voxgate.instrument.generation import GenerationTelemetry
 from voxgate.instrument.pool import PoolTelemetry
 from voxgate.instrument.rpc import RpcInterceptor
 from voxgate.instrument.speech import SpeechTelemetry
@@ -73,12 +74,17 @@ class App:
     async def start(self) -> None:
         settings = self.settings
         endpoint, http_url = await self._endpoint()
+        generation_telemetry = GenerationTelemetry(self.telemetry, upstream_url=http_url)
         # One session for the whole process (never one per request); closed in stop().
-        self._http = open_session(settings.http_config())
+        self._http = open_session(
+            settings.http_config(),
+            [generation_telemetry.trace_config()] if self.telemetry.enabled else [],
+        )
         self._generation = GenerationService(
             GenerationClient(self._http, base_url=http_url, api_key=endpoint.api_key),
             default_model=settings.generation_model,
             retry=RetryPolicy(max_attempts=settings.max_attempts),
+            telemetry=generation_telemetry,
         )
         # Pool facts reach telemetry and the stats service through the pool's listeners.
         peak = PeakInUse()

@@ -45,6 +45,7 @@ SPAN_TTS_TASK: Final = "voxgate.tts.task"
 EVENT_FIRST_PACKET: Final = "voxgate.tts.first_packet"
 EVENT_RETRY: Final = "voxgate.retry"
 EVENT_EVICTED: Final = "voxgate.pool.connection.evicted"
+EVENT_FIRST_CHUNK: Final = "voxgate.generation.first_chunk"
 EVENT_EXCEPTION: Final = "exception"
 
 # --- attributes: RPC (OTel RPC conventions) --------------------------------------------------
@@ -58,6 +59,8 @@ NETWORK_PEER_PORT: Final = "network.peer.port"
 EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_MESSAGE: Final = "exception.message"
 ERROR_TYPE: Final = "error.type"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
 
 # --- attributes: the pool (shape of db.client.connection.*) -----------------------------------
 
@@ -100,6 +103,34 @@ RETRY_ATTEMPT: Final = "voxgate.retry.attempt"
 RETRY_DELAY_MS: Final = "voxgate.retry.delay_ms"
 RETRY_REASON: Final = "voxgate.retry.reason"
 
+# --- attributes: generation (OTel GenAI conventions, then ours) --------------------------------
+
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+GEN_AI_REQUEST_TOP_K: Final = "gen_ai.request.top_k"
+GEN_AI_REQUEST_SEED: Final = "gen_ai.request.seed"
+GEN_AI_REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
+GEN_AI_REQUEST_PRESENCE_PENALTY: Final = "gen_ai.request.presence_penalty"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+GEN_AI_TIME_TO_FIRST_CHUNK_MS: Final = "voxgate.generation.time_to_first_chunk_ms"
+"""Attempt start to the first streamed chunk."""
+GENERATION_REPETITION_PENALTY: Final = "voxgate.generation.request.repetition_penalty"
+GENERATION_ENABLE_THINKING: Final = "voxgate.generation.request.enable_thinking"
+GENERATION_ATTEMPT: Final = "voxgate.generation.attempt"
+HTTP_CONNECTION_REUSED: Final = "voxgate.http.connection.reused"
+"""aiohttp sent the request on a kept-alive connection (False: it opened one)."""
+HTTP_CONNECTION_CREATE_MS: Final = "voxgate.http.connection.create_time_ms"
+HTTP_CONNECTION_WAIT_MS: Final = "voxgate.http.connection.wait_time_ms"
+"""Time queued for a connection because the session's limit was reached."""
+
 # --- metrics ---------------------------------------------------------------------------------
 
 METRIC_REQUESTS: Final = "voxgate.server.requests"
@@ -115,6 +146,10 @@ METRIC_POOL_REFUSED: Final = "voxgate.pool.lease.refused"
 METRIC_POOL_COUNT: Final = "voxgate.pool.connection.count"
 METRIC_POOL_MAX: Final = "voxgate.pool.connection.max"
 METRIC_POOL_PENDING: Final = "voxgate.pool.connection.pending_requests"
+METRIC_TIME_TO_FIRST_TOKEN: Final = "voxgate.generation.time_to_first_token"
+METRIC_GEN_AI_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_HTTP_CREATED: Final = "voxgate.http.connection.created"
+METRIC_HTTP_REUSED: Final = "voxgate.http.connection.reused"
 
 # --- set-up ----------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from types import TracebackType
 from opentelemetry import trace
 
 from voxgate import telemetry as names
+from voxgate.instrument.events import record_retry
 from voxgate.telemetry import Telemetry
 from voxgate.tts.protocol import SynthesisTask
 
@@ -106,15 +107,7 @@ class SpeechTelemetry:
 
     def retry(self, failed_attempt: int, reason: str, delay_s: float) -> None:
         """Another attempt follows in ``delay_s`` because attempt ``failed_attempt`` failed."""
-        if self._tracer is not None:
-            trace.get_current_span().add_event(
-                names.EVENT_RETRY,
-                {
-                    names.RETRY_ATTEMPT: failed_attempt,
-                    names.RETRY_REASON: reason,
-                    names.RETRY_DELAY_MS: delay_s * 1000,
-                },
-            )
+        record_retry(failed_attempt, reason, delay_s)
 
     def done(self, *, model: str, attempts: int, audio_bytes: int, first_packet_ms: float | None) -> None:
         """The RPC ends (well or not) after ``attempts`` with ``audio_bytes`` delivered."""
