@@ -5,6 +5,7 @@ VENV        ?= .venv
 PYTEST_ARGS ?=
 RUN_ARGS    ?=
 BENCH_ARGS  ?=
+SOAK_ARGS   ?=
 CONTAINER   ?= docker
 IMAGE       ?= voxgate:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
@@ -35,10 +36,10 @@ NODE_CLIENT_STAMP := clients/node/node_modules/.voxgate-installed
 GO_CLIENT         := build/go/bin/voxgate-go
 GO_CLIENT_INPUTS  := $(shell find clients/go -type f) clients/service_config.json $(PROTOS)
 
-.PHONY: help setup proto proto-check lint fmt test run bench chart image clean clients clients-toolchain test-clients
+.PHONY: help setup proto proto-check lint fmt test run bench soak chart image clean clients clients-toolchain test-clients
 
 help: ## list the targets (the default)
-	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...] [IMAGE=...]'
+	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...] [SOAK_ARGS=...] [IMAGE=...]'
 	@echo
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^#]*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
@@ -111,6 +112,9 @@ run: setup ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to p
 bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flags), then tracing off vs on
 	$(PY) -m bench $(BENCH_ARGS)
 	$(PY) -m bench.tracing
+
+soak: setup ## requests under random faults (~1 %), then the books; CI runs it (SOAK_ARGS='--requests 100000' for a long one)
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 chart: setup ## helm/voxgate: strict lint, render several value sets, validate against Kubernetes 1.27 + 1.37 schemas
 	$(PY) -m pytest -q tests/chart

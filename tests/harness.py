@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import queue
@@ -9,6 +10,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import IO, Any
 
 import grpc
@@ -75,6 +78,35 @@ async def wait_serving(address: str, timeout_s: float = 10.0) -> None:
     raise AssertionError("health stream ended before SERVING")
 
 
+async def health_status(address: str, service: str = "") -> int:
+    """One health Check (what a Kubernetes probe does)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service)
+        )
+        return int(reply.status)
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Poll ``condition`` (cheap, synchronous) until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def pool_back_to_size(app: App) -> None:
+    """Wait until the pool is quiet and full again: every configured connection open and idle."""
+    size = app.pool.config.effective_min_idle
+
+    def full() -> bool:
+        stats = app.pool.stats()
+        return stats.idle == size and stats.in_use == stats.connecting == stats.overflow_in_use == 0
+
+    await wait_until(full, f"pool back to {size} idle connections ({app.pool!r})")
+
+
 class Process:
     """A voxgate command run as a real child process, its output captured.
 
@@ -130,6 +162,11 @@ class Process:
         """SIGTERM, wait for the exit code, collect the remaining output."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout_s)
+
+    def wait(self, timeout_s: float = 20.0) -> int:
+        """Wait for the exit code (after a signal sent elsewhere), collect the remaining output."""
+        assert self.proc is not None
         code = self.proc.wait(timeout=timeout_s)
         self._close_pipes()
         return code

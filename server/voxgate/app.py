@@ -8,7 +8,6 @@ in-flight streams given ``drain_grace_s`` to finish, then everything closed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import signal
@@ -36,8 +35,8 @@ from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
 from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
 from voxgate.telemetry import Telemetry
 from voxgate.telemetry import disabled as telemetry_off
-from voxgate.tts.pool import Pool, PoolListener
-from voxgate.tts.synthesizer import Endpoint, Synthesizer
+from voxgate.tts.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
+from voxgate.tts.synthesizer import Endpoint, HandshakeRejected, Synthesizer
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,9 @@ SPEECH_SERVICE = speech_pb2.DESCRIPTOR.services_by_name["SpeechService"].full_na
 STATS_SERVICE = stats_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name
 TTS_POOL = "tts"
 GENERATION_SERVICE = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name
+LIVENESS_SERVICE = "liveness"
+"""Health service name that is SERVING while the process serves at all, whatever the upstream
+does: for liveness probes, which must not restart pods because DashScope rejects the key."""
 
 
 class App:
@@ -62,7 +64,7 @@ class App:
         self._stats = StatsService()
         self._generation: GenerationService | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._readiness: asyncio.Task[None] | None = None
+        self._health_updates: set[asyncio.Task[None]] = set()
         self._stopping = False
 
     @property
@@ -88,7 +90,7 @@ class App:
         )
         # Pool facts reach telemetry and the stats service through the pool's listeners.
         peak = PeakInUse()
-        listeners: list[PoolListener] = [peak.on_event]
+        listeners: list[PoolListener] = [log_event, self._on_pool_event, peak.on_event]
         pool_telemetry = PoolTelemetry(self.telemetry, pool_name=TTS_POOL) if self.telemetry.enabled else None
         if pool_telemetry is not None:
             listeners.append(pool_telemetry.on_event)
@@ -96,6 +98,9 @@ class App:
             connect=lambda: Synthesizer.connect(endpoint),
             close=Synthesizer.close,
             is_open=lambda synth: synth.is_open,
+            ping=Synthesizer.ping,
+            is_fatal=lambda exc: isinstance(exc, HandshakeRejected) and exc.is_auth_failure,
+            refusal=lambda synth: synth.refusal,
             config=settings.pool_config(),
             listeners=listeners,
         )
@@ -132,11 +137,11 @@ class App:
         for service in ("", SPEECH_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         # Generation needs no warm-up: the session connects on demand and keeps connections alive.
-        await self._health.set(GENERATION_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        for service in (GENERATION_SERVICE, LIVENESS_SERVICE):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         await server.start()
         self._server = server
         self._pool.start()
-        self._readiness = asyncio.create_task(self._serve_when_warm())
 
     @property
     def address(self) -> str:
@@ -168,16 +173,25 @@ class App:
             connect_timeout_s=settings.connect_timeout_s,
             task_start_timeout_s=settings.task_start_timeout_s,
             frame_timeout_s=settings.frame_timeout_s,
-            ping_interval_s=settings.ping_interval_s,
-            ping_timeout_s=settings.ping_timeout_s,
         )
         return endpoint, http_url
 
-    async def _serve_when_warm(self) -> None:
-        await self.pool.wait_ready()
+    def _on_pool_event(self, event: PoolEvent) -> None:
+        # Readiness follows the pool: SERVING once warm, NOT_SERVING while the upstream
+        # rejects voxgate (credentials, quota), SERVING again once a connection holds.
+        if isinstance(event, HealthChanged) and not self._stopping:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if event.serving
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            task = asyncio.get_running_loop().create_task(self._set_health(status))
+            self._health_updates.add(task)
+            task.add_done_callback(self._health_updates.discard)
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for service in ("", SPEECH_SERVICE):
-            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        log.info("pool warm (%r): SERVING", self.pool)
+            await self._health.set(service, status)
 
     async def stop(self) -> None:
         """Drain and close. Safe to call more than once."""
@@ -191,10 +205,8 @@ class App:
             self._speech.draining = True
         if self._generation is not None:
             self._generation.draining = True
-        if self._readiness is not None:
-            self._readiness.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._readiness
+        if self._health_updates:
+            await asyncio.gather(*self._health_updates, return_exceptions=True)
         if self._server is not None:
             await self._server.stop(grace_s)
         if self._pool is not None:

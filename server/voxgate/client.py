@@ -115,15 +115,22 @@ class Client:
     async def synthesize_to_file(
         self, request: speech_pb2.SynthesizeRequest, path: str | Path, *, timeout_s: float | None = None
     ) -> SynthesisResult:
-        """Stream into ``path``; a WAV file gets its streaming header's sizes patched at the end."""
-        # Small sequential writes to a local file, in the CLI's own loop: not worth a thread.
-        with open(path, "wb") as sink:  # noqa: ASYNC230
-            result = await self.synthesize(request, sink, timeout_s=timeout_s)
-            if (
-                result.summary.format == speech_pb2.AUDIO_FORMAT_WAV
-                and result.audio_bytes >= WAV_HEADER_BYTES
-            ):
-                patch_wav_sizes(sink, result.audio_bytes)
+        """Stream into ``path``; a WAV file gets its streaming header's sizes patched at the end.
+
+        If the call fails, ``path`` is removed: a short clip never stays behind looking whole.
+        """
+        try:
+            # Small sequential writes to a local file, in the CLI's own loop: not worth a thread.
+            with open(path, "wb") as sink:  # noqa: ASYNC230
+                result = await self.synthesize(request, sink, timeout_s=timeout_s)
+                if (
+                    result.summary.format == speech_pb2.AUDIO_FORMAT_WAV
+                    and result.audio_bytes >= WAV_HEADER_BYTES
+                ):
+                    patch_wav_sizes(sink, result.audio_bytes)
+        except BaseException:
+            Path(path).unlink(missing_ok=True)  # noqa: ASYNC240  # one local unlink, on failure
+            raise
         return result
 
 

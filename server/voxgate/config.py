@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from voxgate.llm.session import HttpConfig
-from voxgate.tts.pool import PoolConfig
+from voxgate.tts.pool import OVERFLOW_POLICIES, OVERFLOW_WAIT, PoolConfig
 
 API_KEY_ENV = "DASHSCOPE_API_KEY"
 DEFAULT_WS_URL = "wss://dashscope.aliyuncs.com/api-ws/v1/inference"
@@ -63,6 +63,9 @@ class Settings:
     pool_acquire_timeout_s: float = 5.0
     pool_max_idle_s: float = 50.0
     pool_max_lifetime_s: float = 600.0
+    pool_overflow: str = OVERFLOW_WAIT
+    pool_backoff_max_s: float = 10.0
+    pool_leak_warning_s: float = 600.0
     connect_timeout_s: float = 5.0
     task_start_timeout_s: float = 10.0
     frame_timeout_s: float = 30.0
@@ -118,6 +121,13 @@ class Settings:
             connect_timeout_s=self.connect_timeout_s,
             max_idle_s=self.pool_max_idle_s,
             max_lifetime_s=self.pool_max_lifetime_s,
+            overflow=self.pool_overflow,
+            backoff_max_s=self.pool_backoff_max_s,
+            leak_warning_s=self.pool_leak_warning_s,
+            ping_interval_s=self.ping_interval_s,
+            ping_timeout_s=self.ping_timeout_s,
+            # Housekeeping often enough that a ping is due on time, at most once a second.
+            housekeeping_interval_s=min(1.0, self.ping_interval_s / 2, self.ping_timeout_s / 2),
         )
 
 
@@ -175,6 +185,12 @@ def _non_empty(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
     return text.strip()
+
+
+def _overflow_policy(text: str) -> str:
+    if text not in OVERFLOW_POLICIES:
+        raise ValueError(f"must be one of {', '.join(OVERFLOW_POLICIES)}")
+    return text
 
 
 def _log_level(text: str) -> str:
@@ -254,6 +270,26 @@ OPTIONS: tuple[Option, ...] = (
         "connections are replaced after this age, less up to 10 % random jitter",
     ),
     Option(
+        "pool_overflow",
+        "VOXGATE_POOL_OVERFLOW",
+        _overflow_policy,
+        "all connections busy: 'wait' (FIFO up to the acquire timeout) or 'overflow' (open a temporary"
+        " connection, closed after use)",
+    ),
+    Option(
+        "pool_backoff_max_s",
+        "VOXGATE_POOL_BACKOFF_MAX_S",
+        _positive_seconds,
+        "ceiling of the jittered exponential backoff between failed connects; while the upstream rejects"
+        " voxgate (credentials, quota) one probe per this interval",
+    ),
+    Option(
+        "pool_leak_warning_s",
+        "VOXGATE_POOL_LEAK_WARNING_S",
+        _positive_seconds,
+        "warn about a connection lent for longer than this (a stuck stream or a leaked lease)",
+    ),
+    Option(
         "connect_timeout_s",
         "VOXGATE_CONNECT_TIMEOUT_S",
         _positive_seconds,
@@ -272,13 +308,16 @@ OPTIONS: tuple[Option, ...] = (
         "longest upstream silence inside a task before the connection counts as lost",
     ),
     Option(
-        "ping_interval_s", "VOXGATE_PING_INTERVAL_S", _positive_seconds, "WebSocket keepalive ping interval"
+        "ping_interval_s",
+        "VOXGATE_PING_INTERVAL_S",
+        _positive_seconds,
+        "ping each idle connection this often (WebSocket ping)",
     ),
     Option(
         "ping_timeout_s",
         "VOXGATE_PING_TIMEOUT_S",
         _positive_seconds,
-        "a connection whose pong is this late is closed",
+        "an idle connection whose pong is this late is evicted (dead or half-open peer)",
     ),
     Option(
         "max_attempts",

@@ -17,6 +17,7 @@ import pytest
 
 from helm_chart import CHART_DIR, VALUE_SETS, Rendered, chart_values, lint, render, render_error
 from voxgate import config
+from voxgate.app import LIVENESS_SERVICE
 
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion: native gRPC probes are GA in
 # 1.27) and the newest the bundled schemas know.
@@ -203,9 +204,10 @@ def test_probes_are_native_grpc_health_checks_on_the_grpc_port(value_set: str) -
     container = rendered.container()
     port = values.get("containerPort", chart_values()["containerPort"])
     assert container["ports"] == [{"name": "grpc", "containerPort": port, "protocol": "TCP"}]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        # Numeric port (Kubernetes gRPC probes take no port names); "" is voxgate's overall health.
-        assert container[probe]["grpc"] == {"port": port, "service": ""}, probe
+    # Numeric port (Kubernetes gRPC probes take no port names); "" is voxgate's readiness (pool
+    # warm, upstream accepting us), LIVENESS_SERVICE only says the process serves.
+    for probe, service in (("startupProbe", ""), ("readinessProbe", ""), ("livenessProbe", LIVENESS_SERVICE)):
+        assert container[probe]["grpc"] == {"port": port, "service": service}, probe
         assert set(container[probe]) & {"httpGet", "tcpSocket", "exec"} == set(), probe
     assert config.load(rendered.environment_values()).listen == f"0.0.0.0:{port}"
 

@@ -1,5 +1,5 @@
 """The real ``voxgate serve`` process, started with the environment the chart gives a pod, answers the
-chart's gRPC probe and drains on SIGTERM."""
+chart's gRPC probes and drains on SIGTERM."""
 
 from __future__ import annotations
 
@@ -23,10 +23,12 @@ async def test_server_with_the_charts_environment_answers_the_probe_and_drains()
     try:
         await wait_serving(address, timeout_s=60)
         async with grpc.aio.insecure_channel(address) as channel:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=probe["service"]), timeout=10
-            )
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+                service = rendered.container()[kind]["grpc"]["service"]
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=10
+                )
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING, kind
     finally:
         code = server.terminate(timeout_s=60)
     assert code == 0, server.output()

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -518,6 +519,54 @@ async def test_idle_connection_is_closed(start_upstream: StartUpstream, connect:
     assert_task_shape(received, task_id, ["One task, then silence."])
     assert await client.expect_close() == 1000
     assert upstream.stats()["idle_timeouts"] == 1
+
+
+async def test_pings_do_not_hold_off_the_idle_cut_by_default(
+    start_upstream: StartUpstream, connect: Connect
+) -> None:
+    # Whether DashScope counts pings as activity is unknown (reference §3): by default the
+    # local upstream takes the stricter reading, which a client has to survive.
+    upstream = await start_upstream(idle_timeout_s=0.3)
+    client = await connect(upstream, autoping=False)
+    while (message := await client.receive()).type is not aiohttp.WSMsgType.CLOSE:
+        assert message.type is aiohttp.WSMsgType.PONG
+        await client.ws.ping(b"still here")
+    assert upstream.stats()["idle_timeouts"] == 1
+
+
+async def test_pings_keep_alive_when_configured(start_upstream: StartUpstream, connect: Connect) -> None:
+    upstream = await start_upstream(idle_timeout_s=0.3, pings_keep_alive=True)
+    client = await connect(upstream, autoping=False)
+    until = time.monotonic() + 1.5  # five idle periods
+    while time.monotonic() < until:
+        await client.ws.ping(b"still here")
+        assert (await client.receive()).type is aiohttp.WSMsgType.PONG
+    assert upstream.stats()["idle_timeouts"] == 0
+
+
+async def test_close_after_handshake_says_why_in_the_close_frame(
+    start_upstream: StartUpstream, connect: Connect
+) -> None:
+    upstream = await start_upstream(
+        faults=Faults(close_after_handshake=True, fail_code="Arrearage", fail_message="Quota used up.")
+    )
+    client = await connect(upstream)
+    message = await client.receive()
+    assert message.type is aiohttp.WSMsgType.CLOSE
+    assert (message.data, message.extra) == (1008, "Arrearage: Quota used up.")
+    assert upstream.stats()["connections_closed_after_handshake"] == 1
+
+
+async def test_a_stalled_connection_answers_no_ping_and_does_not_close(
+    start_upstream: StartUpstream, connect: Connect
+) -> None:
+    upstream = await start_upstream(faults=Faults(stall_after_handshake=True))
+    client = await connect(upstream, autoping=False)
+    await client.ws.ping(b"anyone?")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.ws.receive(), 0.5)  # no pong, no close frame, no FIN
+    assert not client.ws.closed
+    assert upstream.stats()["connections_stalled"] == 1
 
 
 async def test_text_gap_fails_the_task(start_upstream: StartUpstream, connect: Connect) -> None:

@@ -9,7 +9,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from harness import API_KEY, TEXT, Request, collect, gateway_settings, running_gateway
+from harness import API_KEY, TEXT, Request, collect, gateway_settings, health_status, running_gateway
 from voxgate.app import App
 from voxgate.client import Client
 from voxgate.devupstream import DevUpstream, Faults, UpstreamOptions
@@ -20,14 +20,6 @@ from voxgate.speech.v1 import speech_pb2
 def upstream_options() -> UpstreamOptions:
     # Real-time pacing: a stream is still running when the server is told to stop.
     return UpstreamOptions(api_key=API_KEY, rtf=1.0)
-
-
-async def health_status(address: str, service: str = "") -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=service)
-        )
-        return int(reply.status)
 
 
 async def test_not_serving_until_the_pool_is_warm(upstream: DevUpstream) -> None:

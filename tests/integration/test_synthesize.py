@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -170,6 +171,17 @@ async def test_drop_after_audio_fails_loudly_with_the_bytes_delivered(
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert f"interrupted after {received} bytes" in details(info.value)
     assert dict(info.value.trailing_metadata() or ())[MD_AUDIO_BYTES_SENT] == str(received)
+
+
+async def test_a_file_of_a_failed_synthesis_is_removed(
+    client: Client, set_faults: Callable[..., None], tmp_path: Path
+) -> None:
+    set_faults(drop_after_bytes=8000, times=1)
+    path = tmp_path / "clip.wav"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await client.synthesize_to_file(Request(text=TEXT), path)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert not path.exists(), "a short clip must not stay behind looking whole"
 
 
 async def test_throttling_that_persists_is_resource_exhausted(

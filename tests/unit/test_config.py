@@ -16,6 +16,15 @@ def test_defaults_without_environment() -> None:
     assert settings.pool_config().effective_min_idle == settings.pool_max_size
 
 
+def test_pool_health_settings_reach_the_pool() -> None:
+    settings = config.load(
+        {"VOXGATE_POOL_OVERFLOW": "overflow", "VOXGATE_PING_INTERVAL_S": "0.4", "VOXGATE_PING_TIMEOUT_S": "3"}
+    )
+    pool = settings.pool_config()
+    assert (pool.overflow, pool.ping_interval_s, pool.ping_timeout_s) == ("overflow", 0.4, 3.0)
+    assert pool.housekeeping_interval_s == 0.2  # pings come due on time
+
+
 def test_flags_override_environment() -> None:
     settings = config.load({"VOXGATE_POOL_MAX_SIZE": "4"}, {"pool_max_size": "6"})
     assert settings.pool_max_size == 6
@@ -32,6 +41,8 @@ def test_flags_override_environment() -> None:
         ({"DASHSCOPE_WEBSOCKET_BASE_URL": "https://x"}, "DASHSCOPE_WEBSOCKET_BASE_URL"),
         ({"VOXGATE_LOG_LEVEL": "chatty"}, "VOXGATE_LOG_LEVEL"),
         ({"VOXGATE_POOL_MAX_SIZE": "2", "VOXGATE_POOL_MIN_IDLE": "3"}, "VOXGATE_POOL_MIN_IDLE"),
+        ({"VOXGATE_POOL_OVERFLOW": "spill"}, "VOXGATE_POOL_OVERFLOW"),
+        ({"VOXGATE_POOL_LEAK_WARNING_S": "0"}, "VOXGATE_POOL_LEAK_WARNING_S"),
     ],
 )
 def test_errors_name_the_variable(environ: dict[str, str], named: str) -> None:

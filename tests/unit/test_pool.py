@@ -13,16 +13,24 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from harness import wait_until
 from voxgate.tts.pool import (
     EVICT_CLOSED,
     EVICT_DISCARDED,
     EVICT_IDLE,
     EVICT_LIFETIME,
+    EVICT_OVERFLOW,
+    EVICT_PING,
+    EVICT_REJECTED,
     EVICT_SHUTDOWN,
+    OVERFLOW_OPEN,
+    ClosedAfterOpen,
     ConnectFailed,
     ConnectionEvicted,
     ConnectionFailed,
+    HealthChanged,
     LeaseGranted,
+    LeaseHeldLong,
     Pool,
     PoolClosed,
     PoolConfig,
@@ -37,6 +45,10 @@ _ids = itertools.count(1)
 class Conn:
     id: int = field(default_factory=lambda: next(_ids))
     open: bool = True
+    silent: bool = False
+    """Half-open: pings never get an answer."""
+    refusal: str | None = None
+    """Why the peer closed it, if that was a refusal (quota)."""
 
 
 class Upstream:
@@ -51,6 +63,7 @@ class Upstream:
         self.max_in_flight = 0
         self.fail_with: Exception | None = None
         self.attempts = 0
+        self.pings = 0
         self._closed_changed = asyncio.Event()
 
     async def connect(self) -> Conn:
@@ -66,6 +79,11 @@ class Upstream:
             return conn
         finally:
             self.in_flight -= 1
+
+    async def ping(self, conn: Conn) -> None:
+        self.pings += 1
+        if conn.silent:
+            await asyncio.Event().wait()  # no pong, ever; the pool's ping timeout ends this
 
     async def close(self, conn: Conn) -> None:
         conn.open = False
@@ -106,12 +124,16 @@ def make_pool(
         "acquire_timeout_s": 5.0,
         "backoff_initial_s": 60.0,
         "backoff_max_s": 60.0,
+        "housekeeping_interval_s": 3600.0,  # tests call housekeep() themselves
     }
     settings.update(config)
     return Pool(
         connect=upstream.connect,
         close=upstream.close,
         is_open=lambda conn: conn.open,
+        ping=upstream.ping,
+        is_fatal=lambda exc: isinstance(exc, PermissionError),
+        refusal=lambda conn: conn.refusal,
         config=PoolConfig(**settings),  # type: ignore[arg-type]
         listeners=[events.append] if events is not None else (),
         clock=clock or Clock(),
@@ -426,3 +448,212 @@ async def test_close_waits_for_leases_within_grace(pool: Pool[Conn], upstream: U
     pool.release(lease)
     await closing
     assert all(not conn.open for conn in upstream.opened)
+
+
+# --- housekeeping: keepalive, eviction, leaks ---------------------------------------------------
+
+
+async def test_idle_connections_are_pinged_when_due_and_kept(
+    pool: Pool[Conn], upstream: Upstream, clock: Clock
+) -> None:
+    pool.housekeep()
+    assert upstream.pings == 0  # just opened: nothing due yet
+    clock.now += 20.0  # ping_interval_s
+    pool.housekeep()
+    await wait_until(lambda: pool.stats().idle == 2, "pool state")
+    assert upstream.pings == 2
+    assert pool.stats().evicted == {}
+
+
+async def test_a_silent_peer_is_evicted_after_ping_timeout_and_replaced(
+    upstream: Upstream, clock: Clock
+) -> None:
+    pool = make_pool(upstream, clock, ping_timeout_s=0.05)
+    pool.start()
+    await pool.wait_ready()
+    half_open = upstream.opened[0]
+    half_open.silent = True
+    clock.now += 20.0
+    pool.housekeep()
+    assert pool.stats().checking == 2  # out for a ping: not lendable meanwhile
+    await upstream.wait_closed(half_open)
+    await wait_until(lambda: pool.stats().idle == 2, "pool state")
+    assert pool.stats().evicted == {EVICT_PING: 1}
+    assert len(upstream.opened) == 3
+    async with pool.lease() as lease:
+        assert lease.conn is not half_open
+        lease.mark_reusable()
+    await pool.close()
+
+
+async def test_close_does_not_wait_out_a_ping(upstream: Upstream, clock: Clock) -> None:
+    pool = make_pool(upstream, clock, ping_timeout_s=3600.0)
+    pool.start()
+    await pool.wait_ready()
+    upstream.opened[0].silent = True
+    clock.now += 20.0
+    pool.housekeep()
+    await wait_until(lambda: pool.stats().checking == 1, "the silent one still out for its ping")
+    async with asyncio.timeout(10):
+        await pool.close()
+    assert all(not conn.open for conn in upstream.opened)
+    assert pool.stats().evicted == {EVICT_SHUTDOWN: 2}
+
+
+async def test_housekeeper_retires_idle_and_aged_connections_before_anyone_asks(
+    upstream: Upstream, clock: Clock
+) -> None:
+    pool = make_pool(upstream, clock, max_idle_s=50.0, ping_interval_s=None)
+    pool.start()
+    await pool.wait_ready()
+    first = list(upstream.opened)
+    clock.now += 50.0
+    pool.housekeep()
+    await wait_until(lambda: len(upstream.opened) == 4 and pool.stats().idle == 2, "pool state")
+    assert all(not conn.open for conn in first)
+    assert pool.stats().evicted == {EVICT_IDLE: 2}
+    await pool.close()
+
+
+async def test_connections_prewarmed_together_are_retired_in_a_trickle(
+    upstream: Upstream, clock: Clock
+) -> None:
+    pool = make_pool(upstream, clock, max_size=10, max_concurrent_connects=3, ping_interval_s=None)
+    pool.start()
+    await pool.wait_ready()
+    clock.now += 50.0  # every one of them idle past max_idle_s at once
+    pool.housekeep()
+    assert pool.stats().evicted == {EVICT_IDLE: 3}
+    assert pool.stats().idle == 7  # still lendable meanwhile
+    await wait_until(lambda: pool.stats().idle == 10, "the three replaced")
+    pool.housekeep()
+    assert pool.stats().evicted == {EVICT_IDLE: 6}
+    await pool.close()
+
+
+async def test_refill_after_mass_loss_keeps_connects_under_the_cap(upstream: Upstream, clock: Clock) -> None:
+    pool = make_pool(upstream, clock, max_size=10, max_concurrent_connects=3)
+    pool.start()
+    await pool.wait_ready()
+    clock.now += 10.0
+    upstream.max_in_flight = 0
+    upstream.gate.clear()
+    for conn in upstream.opened:
+        conn.open = False  # the upstream restarted: every socket is gone
+    pool.housekeep()
+    await wait_until(lambda: upstream.in_flight == 3, "pool state")
+    upstream.gate.set()
+    await wait_until(lambda: pool.stats().idle == 10, "pool state")
+    assert upstream.max_in_flight == 3
+    assert pool.stats().evicted == {EVICT_CLOSED: 10}
+    await pool.close()
+
+
+async def test_a_lease_held_too_long_is_reported_once(upstream: Upstream, clock: Clock) -> None:
+    events: list[PoolEvent] = []
+    pool = make_pool(upstream, clock, events, leak_warning_s=300.0)
+    pool.start()
+    await pool.wait_ready()
+    lease = await pool.acquire()
+    clock.now += 299.0
+    pool.housekeep()
+    clock.now += 2.0
+    pool.housekeep()
+    pool.housekeep()
+    held = [event for event in events if isinstance(event, LeaseHeldLong)]
+    assert len(held) == 1 and held[0].held_s == 301.0
+    pool.release(lease)
+    await pool.close()
+
+
+# --- overflow policy ----------------------------------------------------------------------------
+
+
+async def test_overflow_policy_lends_a_temporary_connection_closed_after_use(
+    upstream: Upstream, clock: Clock
+) -> None:
+    events: list[PoolEvent] = []
+    pool = make_pool(upstream, clock, events, max_size=1, overflow=OVERFLOW_OPEN)
+    pool.start()
+    await pool.wait_ready()
+    pooled = await pool.acquire()
+    extra = await pool.acquire()
+    assert extra.conn is not pooled.conn
+    assert pool.stats().overflow_in_use == 1 and pool.stats().in_use == 1
+    extra.mark_reusable()  # even clean, an overflow connection is not kept
+    pool.release(extra)
+    await upstream.wait_closed(extra.conn)
+    pooled.mark_reusable()
+    pool.release(pooled)
+    stats = pool.stats()
+    assert (stats.overflow_leases, stats.overflow_in_use, stats.idle) == (1, 0, 1)
+    assert stats.evicted == {EVICT_OVERFLOW: 1}
+    assert [e.overflow for e in events if isinstance(e, LeaseGranted)] == [False, True]
+    await pool.close()
+
+
+async def test_wait_policy_queues_instead_of_overflowing(pool: Pool[Conn], upstream: Upstream) -> None:
+    leases = [await pool.acquire(), await pool.acquire()]
+    with pytest.raises(PoolTimeout):
+        await pool.acquire(timeout_s=0.01)
+    assert len(upstream.opened) == 2 and pool.stats().overflow_leases == 0
+    for lease in leases:
+        pool.release(lease)
+
+
+# --- rejection: credentials, quota ----------------------------------------------------------------
+
+
+async def test_a_fatal_connect_error_stops_the_retrying_and_turns_not_serving(
+    upstream: Upstream, clock: Clock
+) -> None:
+    events: list[PoolEvent] = []
+    pool = make_pool(upstream, clock, events, max_size=2, backoff_initial_s=0.1, backoff_max_s=30.0)
+    pool.start()
+    await pool.wait_ready()
+    assert pool.stats().serving
+    upstream.fail_with = PermissionError("HTTP 401")
+    for conn in upstream.opened:
+        conn.open = False
+    clock.now += 10.0
+    pool.housekeep()
+    await wait_until(lambda: pool.rejected_reason is not None and pool.stats().connecting == 0, "pool state")
+    assert not pool.stats().serving and pool.rejected_reason == "HTTP 401"
+    failures = [e for e in events if isinstance(e, ConnectionFailed)]
+    assert failures and all(15.0 <= e.backoff_s <= 30.0 for e in failures)  # the slow probe, at once
+    attempts = upstream.attempts
+    clock.now += 30.0
+    pool.housekeep()
+    await wait_until(lambda: upstream.attempts > attempts and pool.stats().connecting == 0, "pool state")
+    assert upstream.attempts == attempts + 1  # one probe, not one per missing connection
+    with pytest.raises(ConnectFailed) as info:
+        await pool.acquire()
+    assert isinstance(info.value.__cause__, PermissionError)
+    assert [e.serving for e in events if isinstance(e, HealthChanged)] == [True, False]
+    await pool.close()
+
+
+async def test_a_connection_closed_right_after_its_handshake_is_a_rejection_until_one_holds(
+    upstream: Upstream, clock: Clock
+) -> None:
+    events: list[PoolEvent] = []
+    pool = make_pool(upstream, clock, events, max_size=1, backoff_initial_s=0.01, backoff_max_s=0.01)
+    pool.start()
+    await pool.wait_ready()
+    upstream.opened[0].refusal = "quota exceeded"
+    upstream.opened[0].open = False  # accepted, then dropped before any use
+    pool.housekeep()
+    assert not pool.stats().serving
+    assert pool.stats().evicted == {EVICT_REJECTED: 1}
+    failure = next(e for e in events if isinstance(e, ConnectionFailed))
+    assert isinstance(failure.error, ClosedAfterOpen)
+    assert "quota exceeded" in str(failure.error)
+    clock.now += 0.01  # backoff over
+    pool.housekeep()
+    await wait_until(lambda: pool.stats().idle == 1, "pool state")  # the probe connected...
+    assert not pool.stats().serving  # ...but has not proved itself yet
+    clock.now += 2.0  # early_close_s
+    pool.housekeep()
+    assert pool.stats().serving and pool.rejected_reason is None
+    assert [e.serving for e in events if isinstance(e, HealthChanged)] == [True, False, True]
+    await pool.close()

@@ -96,6 +96,15 @@ class Faults:
     """Answer run-task with task-failed ``Throttling.RateQuota``, then close."""
     reject_handshake_status: int | None = None
     """Refuse the WS upgrade with this HTTP status (e.g. 401, 403, 503)."""
+    close_after_handshake: bool = False
+    """Accept the WS upgrade, then close at once with 1008 and ``fail_code: fail_message`` as
+    the reason: a refusal the handshake did not express (quota, arrears) [GUESS at the vendor's form]."""
+    stall_after_handshake: bool = False
+    """Accept the WS upgrade, then go silent: stop reading (so no pongs) and never send or
+    close (no FIN) — a half-open peer the client must detect by itself."""
+    stall_after_bytes: int | None = None
+    """Go silent like ``stall_after_handshake`` once this many audio bytes of a task were sent;
+    0 stalls right after task-started."""
     probability: float = 1.0
     """Chance that a connection/task is hit (seeded RNG, option ``seed``)."""
     times: int | None = None
@@ -107,7 +116,7 @@ class Faults:
         for name in ("connect_delay_ms", "task_started_delay_ms", "first_packet_delay_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
-        for name in ("drop_after_bytes", "fail_after_bytes", "times"):
+        for name in ("drop_after_bytes", "fail_after_bytes", "stall_after_bytes", "times"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0 or None")
@@ -121,7 +130,12 @@ class Faults:
 
     @property
     def has_connection_faults(self) -> bool:
-        return self.connect_delay_ms > 0 or self.reject_handshake_status is not None
+        return (
+            self.connect_delay_ms > 0
+            or self.reject_handshake_status is not None
+            or self.close_after_handshake
+            or self.stall_after_handshake
+        )
 
     @property
     def has_task_faults(self) -> bool:
@@ -130,6 +144,7 @@ class Faults:
             or self.first_packet_delay_ms > 0
             or self.drop_after_bytes is not None
             or self.fail_after_bytes is not None
+            or self.stall_after_bytes is not None
             or self.throttle
         )
 

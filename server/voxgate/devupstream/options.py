@@ -37,6 +37,10 @@ class UpstreamOptions:
     """Close a connection that has no task for this long (vendor: 60 s, reference §1.10)."""
     text_gap_timeout_s: float = TEXT_GAP_LIMIT_S
     """Fail a started task when the client sends nothing for this long (vendor: 23 s, §1.10)."""
+    pings_keep_alive: bool = False
+    """Whether a client ping restarts the idle timer. Unknown at the vendor (reference §3), so by
+    default not: the stricter reading, which a client must survive (voxgate recycles idle
+    connections at ``VOXGATE_POOL_MAX_IDLE_S`` whatever pings do)."""
     run_task_while_active: str = "fail"
     """``fail``: answer ``Invalid action('run-task')``; ``preempt``: end the old task and
     start the new one (reference §1.11)."""
@@ -110,6 +114,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fail a task when the client is silent this long (default: %(default)s, like the vendor)",
     )
     parser.add_argument(
+        "--pings-keep-alive",
+        action="store_true",
+        help="let client pings restart the idle timer (unknown at the vendor; default: they do not)",
+    )
+    parser.add_argument(
         "--run-task-while-active",
         choices=RUN_TASK_WHILE_ACTIVE,
         default=defaults.run_task_while_active,
@@ -160,6 +169,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     faults.add_argument(
         "--reject-handshake-status", type=int, default=None, help="refuse WS upgrades with this HTTP status"
+    )
+    faults.add_argument(
+        "--close-after-handshake",
+        action="store_true",
+        help="accept WS upgrades, then close at once with 1008 and the fail code/message (quota)",
+    )
+    faults.add_argument(
+        "--stall-after-handshake",
+        action="store_true",
+        help="accept WS upgrades, then go silent: no reads, no pongs, no close (half-open)",
+    )
+    faults.add_argument(
+        "--stall-after-bytes",
+        type=int,
+        default=None,
+        help="go silent (half-open) after this many audio bytes of a task (0: right after task-started)",
     )
     faults.add_argument(
         "--generation-first-byte-delay-ms", type=int, default=0, help="generation: delay before the response"
@@ -222,6 +247,9 @@ def options_from_args(args: argparse.Namespace) -> UpstreamOptions:
         fail_message=args.fail_message,
         throttle=args.throttle,
         reject_handshake_status=args.reject_handshake_status,
+        close_after_handshake=args.close_after_handshake,
+        stall_after_handshake=args.stall_after_handshake,
+        stall_after_bytes=args.stall_after_bytes,
         probability=args.fault_probability,
         times=args.fault_times,
         generation=GenerationFaults(
@@ -242,6 +270,7 @@ def options_from_args(args: argparse.Namespace) -> UpstreamOptions:
         chunk_ms=args.chunk_ms,
         idle_timeout_s=args.idle_timeout_s,
         text_gap_timeout_s=args.text_gap_timeout_s,
+        pings_keep_alive=args.pings_keep_alive,
         run_task_while_active=args.run_task_while_active,
         seed=args.seed,
         faults=faults,

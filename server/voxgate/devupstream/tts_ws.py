@@ -70,6 +70,8 @@ _CLOSE_NORMAL = 1000
 _CLOSE_GOING_AWAY = 1001
 _CLOSE_UNSUPPORTED_DATA = 1003
 _CLOSE_INVALID_PAYLOAD = 1007
+_CLOSE_POLICY_VIOLATION = 1008
+_MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125, 2 of them the code
 
 
 def invalid_action(action: str) -> str:
@@ -132,7 +134,37 @@ class TtsEndpoint:
         app.router.add_get(WS_PATH + "/", self.handle)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        faults = self.faults.for_connection()
+        self.stats.handshake_started()
+        try:
+            faults = self.faults.for_connection()
+            ws = await self._upgrade(request, faults)
+        finally:
+            self.stats.handshakes_in_flight -= 1
+        if not isinstance(ws, web.WebSocketResponse):
+            return ws
+        session = _Session(self, ws, request)
+        self._sessions.add(session)
+        self.stats.connections_opened += 1
+        self.stats.connections_open += 1
+        try:
+            if self._stopping.is_set():  # upgraded while close_all() ran
+                await session.shutdown()
+            elif faults.close_after_handshake:
+                self.stats.connections_closed_after_handshake += 1
+                reason = f"{faults.fail_code}: {faults.fail_message}".encode()[:_MAX_CLOSE_REASON]
+                await ws.close(code=_CLOSE_POLICY_VIOLATION, message=reason)
+            elif faults.stall_after_handshake:
+                session.stall()
+                await session.run()
+            else:
+                await session.run()
+        finally:
+            self._sessions.discard(session)
+            self.stats.connections_open -= 1
+        return ws
+
+    async def _upgrade(self, request: web.Request, faults: Faults) -> web.StreamResponse:
+        """Answer the upgrade: a prepared WebSocket, or the HTTP refusal to return."""
         if faults.connect_delay_ms:
             # Interruptible, so stop() need not wait for a delayed handshake.
             with contextlib.suppress(TimeoutError):
@@ -153,18 +185,6 @@ class TtsEndpoint:
         # connection alive; no compression: the SDK offers none (§1.2).
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=CLOSE_TIMEOUT_S)
         await ws.prepare(request)
-        session = _Session(self, ws, request)
-        self._sessions.add(session)
-        self.stats.connections_opened += 1
-        self.stats.connections_open += 1
-        try:
-            if self._stopping.is_set():  # upgraded while close_all() ran
-                await session.shutdown()
-            else:
-                await session.run()
-        finally:
-            self._sessions.discard(session)
-            self.stats.connections_open -= 1
         return ws
 
     async def close_all(self) -> None:
@@ -193,6 +213,7 @@ class _Session:
         self._background: set[asyncio.Task[None]] = set()
         self._close_started = False
         self._closing = False
+        self._stalled = False
 
     # -- reading ------------------------------------------------------------------------
 
@@ -220,9 +241,20 @@ class _Session:
         async with self._send_lock:
             with contextlib.suppress(ConnectionError):
                 await self._ws.pong(data)
-        if self._task is None:
-            # A ping is client activity; whether the vendor agrees is unknown [GUESS].
+        if self._task is None and self._options.pings_keep_alive:
+            # Whether the vendor counts a ping as activity is unknown (reference §3).
             self._arm_idle()
+
+    def stall(self) -> None:
+        """Go silent (fault injection): stop reading, so pings get no pong, and send nothing
+        more, not even a close; the TCP connection stays up (no FIN) until the server stops."""
+        if self._stalled:
+            return
+        self._stalled = self._closing = True
+        self._disarm()
+        self._stats.connections_stalled += 1
+        if self._transport is not None:
+            self._transport.pause_reading()
 
     async def _on_text(self, data: str) -> None:
         try:
@@ -356,6 +388,9 @@ class _Session:
             if task.faults.drop_after_bytes == 0:
                 self._drop()
                 return
+            if task.faults.stall_after_bytes == 0:
+                self.stall()
+                return
             while (sentence := await task.queue.get()) is not None:
                 if not task.cancelled.is_set():
                     await self._speak(task, sentence)
@@ -441,6 +476,9 @@ class _Session:
         if faults.drop_after_bytes is not None and task.audio_bytes >= faults.drop_after_bytes:
             self._drop()
             raise _TaskEnded
+        if faults.stall_after_bytes is not None and task.audio_bytes >= faults.stall_after_bytes:
+            self.stall()
+            raise _TaskEnded
 
     # -- ending tasks and connections ------------------------------------------------------
 
@@ -517,6 +555,9 @@ class _Session:
         self._closing = True
         self._disarm()
         self._cancel_runner()
+        if self._stalled:
+            self._abort()  # a silent server sends no close frame either
+            return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 self._ws.close(code=_CLOSE_GOING_AWAY, message=b"server shutdown"), CLOSE_TIMEOUT_S

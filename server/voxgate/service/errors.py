@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import grpc
 
 from voxgate.llm.protocol import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
-from voxgate.tts.pool import ConnectFailed, PoolClosed, PoolTimeout
+from voxgate.tts.pool import ClosedAfterOpen, ConnectFailed, PoolClosed, PoolTimeout
 from voxgate.tts.protocol import ERROR_INVALID_ACTION_RUN_TASK, ERROR_RATE_LIMITED, ProtocolError, TaskFailure
 from voxgate.tts.synthesizer import ConnectionLost, HandshakeRejected
 
@@ -68,6 +68,9 @@ def classify(exc: BaseException) -> Failure:
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"upstream rejected voxgate's credentials (HTTP {cause.status}); check DASHSCOPE_API_KEY",
             )
+        if isinstance(cause, ClosedAfterOpen):
+            # Accepted, then dropped before any use (quota, suspended account): retrying now hammers.
+            return Failure(grpc.StatusCode.FAILED_PRECONDITION, f"upstream refuses voxgate: {cause}")
         return Failure(grpc.StatusCode.UNAVAILABLE, str(exc), retryable=True)
     if isinstance(exc, ConnectionLost):
         return Failure(grpc.StatusCode.UNAVAILABLE, str(exc), retryable=True)

@@ -1,10 +1,10 @@
 """When to try the upstream again: exponential backoff with full jitter, one layer only.
 
-The generation servicer asks :meth:`RetryPolicy.delay` after each failed attempt and
-records every attempt in an :class:`AttemptLog` (outcome and the delay that followed),
-which telemetry can turn into span events. A retry happens only for a retryable failure,
-while nothing has been sent to the caller, below the attempt limit, and when the delay
-still ends before the caller's deadline.
+Both servicers (synthesis and generation) ask :meth:`RetryPolicy.delay` after each failed
+attempt; the generation servicer also records every attempt in an :class:`AttemptLog`
+(outcome and the delay that followed), which telemetry can turn into span events. A retry
+happens only for a retryable failure, while nothing has been sent to the caller, below the
+attempt limit, and when the delay still ends before the caller's deadline.
 """
 
 from __future__ import annotations

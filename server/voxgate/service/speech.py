@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from dataclasses import dataclass
 from typing import NoReturn
@@ -18,6 +17,7 @@ import grpc
 
 from voxgate.instrument.speech import SpeechTelemetry
 from voxgate.service.errors import MD_AUDIO_BYTES_SENT, Failure, classify
+from voxgate.service.retry import RetryPolicy
 from voxgate.service.validation import WIRE_TO_FORMAT, Defaults, InvalidRequest, synthesis_params
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
 from voxgate.tts.pool import Lease, Pool
@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[speech_pb2.SynthesizeRequest, speech_pb2.SynthesizeResponse]
 
 RETRY_BACKOFF_INITIAL_S = 0.05
+"""Shorter than generation's: a fresh pooled connection is usually one borrow away."""
 RETRY_BACKOFF_MAX_S = 1.0
+RETRY_HEADROOM_S = 0.25
+"""A retry must leave this much of the caller's deadline after its backoff for the attempt
+itself (borrow, run-task round trip); otherwise the caller gets the real reason now instead
+of DEADLINE_EXCEEDED later."""
 
 
 @dataclass(slots=True)
@@ -63,7 +68,9 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
     ) -> None:
         self._pool = pool
         self._defaults = defaults
-        self._max_attempts = max_attempts
+        self._retry = RetryPolicy(
+            max_attempts, initial_backoff_s=RETRY_BACKOFF_INITIAL_S, max_backoff_s=RETRY_BACKOFF_MAX_S
+        )
         self._telemetry = telemetry
         self.draining = False
 
@@ -158,14 +165,13 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         context: Context,
     ) -> float | None:
         """Seconds to wait before the next attempt, or None to give up now."""
-        if not failure.retryable or progress.audio_bytes or progress.attempts >= self._max_attempts:
-            return None
-        ceiling = min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_INITIAL_S * 2 ** (progress.attempts - 1))
-        delay_s = random.uniform(ceiling / 2, ceiling)
-        remaining = _time_remaining(context)
-        if remaining is not None and remaining <= delay_s:
-            return None
-        return delay_s
+        remaining_s = _time_remaining(context)
+        return self._retry.delay(
+            attempts_made=progress.attempts,
+            retryable=failure.retryable,
+            sent_anything=progress.audio_bytes > 0,
+            remaining_s=None if remaining_s is None else remaining_s - RETRY_HEADROOM_S,
+        )
 
     async def _fail(
         self,

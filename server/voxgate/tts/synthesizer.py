@@ -23,6 +23,8 @@ from voxgate.tts.protocol import ProtocolError, SynthesisTask, TaskFinished, Tas
 
 log = logging.getLogger(__name__)
 
+_ORDINARY_CLOSE_CODES = (1001, 1012, 1013)
+
 USER_AGENT = f"voxgate/{__version__}; python/{platform.python_version()}; platform/{platform.system()}"
 
 
@@ -57,8 +59,6 @@ class Endpoint:
     """The SDK waits 10 s for task-started [SRC]."""
     frame_timeout_s: float = 30.0
     """Longest silence tolerated inside a task before the connection counts as lost."""
-    ping_interval_s: float | None = 20.0
-    ping_timeout_s: float | None = 20.0
     close_timeout_s: float = 2.0
     receive_queue_frames: int = 16
     """Frames buffered ahead of a slow reader; past it TCP pushes back on the upstream."""
@@ -84,8 +84,9 @@ class Synthesizer:
                 compression=None,  # the SDK negotiates no extensions [OBS §1.2]
                 proxy=None,
                 open_timeout=endpoint.connect_timeout_s,
-                ping_interval=endpoint.ping_interval_s,
-                ping_timeout=endpoint.ping_timeout_s,
+                # Keepalive is the pool's (it pings idle connections and evicts on a missing
+                # pong); inside a task, frame_timeout_s catches a silent peer.
+                ping_interval=None,
                 close_timeout=endpoint.close_timeout_s,
                 max_queue=endpoint.receive_queue_frames,
             )
@@ -97,6 +98,39 @@ class Synthesizer:
     def is_open(self) -> bool:
         """False once the socket closed or a task left it in an unknown state."""
         return not self._broken and self._ws.state is State.OPEN
+
+    @property
+    def close_reason(self) -> str:
+        """How the socket closed, for logs and errors: the peer's close code and reason, if any."""
+        received = self._ws.protocol.close_rcvd
+        if received is None:
+            return "no close frame (connection dropped)" if self._ws.state is State.CLOSED else "still open"
+        reason = f" {received.reason!r}" if received.reason else ""
+        return f"close code {received.code}{reason}"
+
+    @property
+    def refusal(self) -> str | None:
+        """If the upstream closed this socket with a close frame that reads as a refusal, why.
+
+        Going away (1001), restarting (1012) or try-again-later (1013) are ordinary closes,
+        as is a dropped TCP connection; any other code is taken as a refusal (the service's
+        code for quota or arrears is undocumented: reference §3).
+        """
+        received = self._ws.protocol.close_rcvd
+        if received is None or received.code in _ORDINARY_CLOSE_CODES:
+            return None
+        return self.close_reason
+
+    async def ping(self) -> None:
+        """Send a WebSocket ping and return when its pong arrives (the pool bounds the wait).
+
+        Raises :class:`ConnectionLost` if the socket is closed or closes meanwhile.
+        """
+        try:
+            pong = await self._ws.ping()
+            await pong
+        except ConnectionClosed as exc:
+            raise ConnectionLost(f"upstream connection closed: {_describe(exc)}") from None
 
     async def close(self) -> None:
         self._broken = True

@@ -1,5 +1,7 @@
 """Real parts on loopback: the embedded upstream and the voxgate server, ephemeral ports.
 
+Shared by tests/integration and tests/faults (unit tests define their own fixtures).
+
 ``gateway`` runs the real :class:`~voxgate.app.App` (gRPC server, pool, servicer) in
 the test's event loop against a real :class:`~voxgate.devupstream.DevUpstream`;
 tests talk to it through the real client over a TCP socket.
