@@ -146,11 +146,12 @@ def _stats(args: argparse.Namespace) -> int:
 def _describe_pool(pool: stats_pb2.PoolStats) -> str:
     evicted = ", ".join(f"{reason} {count}" for reason, count in sorted(pool.evicted.items())) or "none"
     return (
-        f"pool {pool.name}: {pool.idle} idle, {pool.in_use} in use, {pool.connecting} connecting,"
-        f" {pool.pending} waiting, max {pool.max_size}\n"
+        f"pool {pool.name}: {'serving' if pool.serving else 'NOT SERVING'}, {pool.idle} idle"
+        f" ({pool.checking} being pinged), {pool.in_use} in use (+{pool.overflow_in_use} overflow),"
+        f" {pool.connecting} connecting, {pool.pending} waiting, max {pool.max_size}\n"
         f"  reuse ratio {pool.reuse_ratio:.1%} of {pool.leases} leases (target > 95 %):"
         f" {pool.warm_leases} paid no connect, {pool.reused_leases} on a connection that had run a task,"
-        f" {pool.queued_leases} queued, {pool.timeouts} timed out\n"
+        f" {pool.queued_leases} queued, {pool.overflow_leases} on overflow, {pool.timeouts} timed out\n"
         f"  utilization {pool.utilization:.0%} now, {pool.peak_utilization:.0%} at peak"
         f" ({pool.peak_in_use} of {pool.max_size}; target 60-80 % at peak)\n"
         f"  connections opened {pool.created}, failed {pool.connect_failures}; evicted: {evicted}"

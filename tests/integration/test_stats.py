@@ -60,6 +60,7 @@ async def test_stats_count_leases_reuse_and_the_peak(gateway: App, client: Clien
     assert pool.warm_leases == 5 and pool.reuse_ratio == 1.0  # prewarmed: nobody paid a connect
     assert pool.reused_leases == 3  # each of the two connections' first lease was not a reuse
     assert pool.created == 2 and pool.connect_failures == 0 and dict(pool.evicted) == {}
+    assert pool.serving and (pool.overflow_leases, pool.overflow_in_use) == (0, 0)
     assert (pool.in_use, pool.idle, pool.utilization) == (0, 2, 0.0)
     assert (pool.peak_in_use, pool.peak_utilization) == (2, 1.0)
 
@@ -73,7 +74,10 @@ async def test_voxgate_stats_prints_reuse_ratio_and_utilization(gateway: App, cl
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, stderr.decode()
     lines = stdout.decode().splitlines()
-    assert lines[0] == "pool tts: 2 idle, 0 in use, 0 connecting, 0 waiting, max 2"
+    assert lines[0] == (
+        "pool tts: serving, 2 idle (0 being pinged), 0 in use (+0 overflow), 0 connecting, 0 waiting, max 2"
+    )
     assert lines[1].startswith("  reuse ratio 100.0% of 1 leases (target > 95 %)")
+    assert lines[1].endswith(", 0 on overflow, 0 timed out")
     assert lines[2].startswith("  utilization 0% now, 50% at peak (1 of 2; target 60-80 % at peak)")
     assert lines[3] == "  connections opened 2, failed 0; evicted: none"

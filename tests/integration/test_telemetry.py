@@ -84,6 +84,8 @@ class Run:
     calls: dict[str, Call]
     generations: dict[str, Generation]
     upstream_port: int
+    serving_exported: bool
+    """A periodic export reported the pool serving (voxgate.pool.serving = 1)."""
     spans: list[ReceivedSpan]
     metrics: list[Metric]
     raw_exports: bytes
@@ -161,6 +163,15 @@ async def synthesize(stub: speech_pb2_grpc.SpeechServiceAsyncStub, text: str, se
     return Call(trace_id, parent, audio_bytes, chunks, summary)
 
 
+def serving_exported(receiver: OtlpReceiver) -> bool:
+    return any(
+        point.as_int == 1
+        for metric in receiver.metrics()
+        if metric.name == "voxgate.pool.serving"
+        for point in metric.gauge.data_points
+    )
+
+
 async def scenario(receiver: OtlpReceiver) -> Run:
     upstream = DevUpstream(UpstreamOptions(api_key=SECRET))
     await upstream.start()
@@ -175,6 +186,7 @@ async def scenario(receiver: OtlpReceiver) -> Run:
             OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
             OTEL_SERVICE_NAME="voxgate-under-test",
             OTEL_RESOURCE_ATTRIBUTES="deployment.environment.name=test",
+            OTEL_METRIC_EXPORT_INTERVAL="250",  # ms: metrics also arrive while it serves
         ),
     )
     try:
@@ -190,6 +202,8 @@ async def scenario(receiver: OtlpReceiver) -> Run:
             generations["stream"] = await generate(channel, 0x99, stream=True)
             upstream.set_faults(Faults(generation=GenerationFaults(error_status=500), times=1))
             generations["generate_retry"] = await generate(channel, 0xBB)
+        # A periodic export while serving (the last one comes after the pool closed).
+        serving_seen = await asyncio.to_thread(receiver.wait_for, lambda: serving_exported(receiver), 60)
     finally:
         exit_code = await asyncio.to_thread(server.terminate)
         await upstream.stop()
@@ -197,6 +211,7 @@ async def scenario(receiver: OtlpReceiver) -> Run:
         calls,
         generations,
         upstream.port,
+        serving_seen,
         receiver.spans(),
         receiver.metrics(),
         receiver.raw(),
@@ -412,6 +427,7 @@ def test_connection_counters_arrive(run: Run) -> None:
     assert created[frozenset({tts})].as_int >= 2  # prewarm + replacement
     leases = run.last_points("voxgate.pool.leases")
     assert sum(p.as_int for p in leases.values()) == 4
+    assert {dict(key)["voxgate.pool.lease.overflow"] for key in leases} == {False}  # policy: wait
 
 
 def test_pool_gauges_arrive(run: Run) -> None:
@@ -422,6 +438,9 @@ def test_pool_gauges_arrive(run: Run) -> None:
     [maximum] = run.last_points("voxgate.pool.connection.max").values()
     assert maximum.as_int == 1
     assert frozenset({tts}) in run.last_points("voxgate.pool.connection.pending_requests")
+    assert run.serving_exported  # 1 while it served...
+    [serving] = run.last_points("voxgate.pool.serving").values()
+    assert serving.as_int == 0  # ...and 0 in the last export, made after the pool closed
 
 
 # --- logs and secrets ---------------------------------------------------------------------------

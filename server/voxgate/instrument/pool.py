@@ -23,9 +23,9 @@ from voxgate import telemetry as names
 from voxgate.telemetry import Telemetry
 from voxgate.tts.pool import (
     ConnectionEvicted,
-    ConnectionFailed,
     ConnectionOpened,
     LeaseGranted,
+    LeaseHeldLong,
     LeaseRefused,
     PoolEvent,
     PoolStats,
@@ -71,6 +71,11 @@ class PoolTelemetry:
             unit="{lease}",
             description="acquires that got no connection, by reason",
         )
+        self._held_long = meter.create_counter(
+            names.METRIC_POOL_HELD_LONG,
+            unit="{lease}",
+            description="leases out longer than the leak warning (a stuck stream or a leak)",
+        )
 
     def observe(self, stats: StatsSource) -> None:
         """Read ``stats`` for the acquire spans' snapshot and the idle/used/pending/max gauges."""
@@ -90,6 +95,12 @@ class PoolTelemetry:
             [self._observe_pending],
             unit="{request}",
             description="requests waiting for a connection",
+        )
+        meter.create_observable_gauge(
+            names.METRIC_POOL_SERVING,
+            [self._observe_serving],
+            unit="1",
+            description="1 while the pool can serve (warm, upstream accepting us), else 0",
         )
 
     def on_event(self, event: PoolEvent) -> None:
@@ -116,12 +127,14 @@ class PoolTelemetry:
                 {names.POOL_REFUSAL_REASON: event.reason},
                 error=f"no connection: {event.reason}",
             )
-        elif isinstance(event, ConnectionFailed):
-            pass  # the failed request's own span says so; the pool logs it
+        elif isinstance(event, LeaseHeldLong):
+            self._held_long.add(1, self._pool)
+        # ConnectionFailed: the failing request's span and the pool's log say it.
+        # HealthChanged: the voxgate.pool.serving gauge and the log say it.
 
     def _granted(self, event: LeaseGranted) -> None:
         self._wait.record(event.wait_s * 1000, self._pool)
-        self._leases.add(1, {**self._pool, names.POOL_WARM: event.warm})
+        self._leases.add(1, {**self._pool, names.POOL_WARM: event.warm, names.POOL_OVERFLOW: event.overflow})
         if event.reused:
             self._reused.add(1, self._pool)
         self._acquire_span(
@@ -131,7 +144,7 @@ class PoolTelemetry:
                 names.POOL_WARM: event.warm,
                 names.POOL_CONNECTION_AGE_MS: event.age_s * 1000,
                 names.POOL_QUEUED: event.queued,
-                names.POOL_OVERFLOW: False,
+                names.POOL_OVERFLOW: event.overflow,
             },
         )
 
@@ -151,8 +164,8 @@ class PoolTelemetry:
             return {}
         stats = self._stats()
         return {
-            names.POOL_IDLE: stats.idle,
-            names.POOL_USED: stats.in_use,
+            names.POOL_IDLE: _idle(stats),
+            names.POOL_USED: _used(stats),
             names.POOL_PENDING: stats.pending,
             names.POOL_MAX: stats.max_size,
         }
@@ -164,8 +177,8 @@ class PoolTelemetry:
             return ()
         stats = self._stats()
         return (
-            Observation(stats.idle, {**self._pool, names.POOL_CONNECTION_STATE: "idle"}),
-            Observation(stats.in_use, {**self._pool, names.POOL_CONNECTION_STATE: "used"}),
+            Observation(_idle(stats), {**self._pool, names.POOL_CONNECTION_STATE: "idle"}),
+            Observation(_used(stats), {**self._pool, names.POOL_CONNECTION_STATE: "used"}),
         )
 
     def _observe_max(self, _options: CallbackOptions) -> Iterable[Observation]:
@@ -173,3 +186,16 @@ class PoolTelemetry:
 
     def _observe_pending(self, _options: CallbackOptions) -> Iterable[Observation]:
         return () if self._stats is None else (Observation(self._stats().pending, self._pool),)
+
+    def _observe_serving(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return () if self._stats is None else (Observation(int(self._stats().serving), self._pool),)
+
+
+def _idle(stats: PoolStats) -> int:
+    """Idle connections, those out for a keepalive ping included."""
+    return stats.idle + stats.checking
+
+
+def _used(stats: PoolStats) -> int:
+    """Connections lent to requests, temporary overflow connections included."""
+    return stats.in_use + stats.overflow_in_use

@@ -72,4 +72,8 @@ def pool_stats(name: str, stats: PoolStats, peak_in_use: int) -> stats_pb2.PoolS
         reuse_ratio=stats.reuse_ratio,
         utilization=stats.in_use / stats.max_size,
         peak_utilization=peak_in_use / stats.max_size,
+        checking=stats.checking,
+        overflow_in_use=stats.overflow_in_use,
+        overflow_leases=stats.overflow_leases,
+        serving=stats.serving,
     )

@@ -17,7 +17,7 @@ class GetStatsResponse(_message.Message):
     def __init__(self, pools: _Optional[_Iterable[_Union[PoolStats, _Mapping]]] = ...) -> None: ...
 
 class PoolStats(_message.Message):
-    __slots__ = ("name", "idle", "in_use", "connecting", "pending", "max_size", "peak_in_use", "created", "connect_failures", "leases", "warm_leases", "reused_leases", "queued_leases", "timeouts", "evicted", "reuse_ratio", "utilization", "peak_utilization")
+    __slots__ = ("name", "idle", "in_use", "connecting", "pending", "max_size", "peak_in_use", "created", "connect_failures", "leases", "warm_leases", "reused_leases", "queued_leases", "timeouts", "evicted", "reuse_ratio", "utilization", "peak_utilization", "checking", "overflow_in_use", "overflow_leases", "serving")
     class EvictedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,10 @@ class PoolStats(_message.Message):
     REUSE_RATIO_FIELD_NUMBER: _ClassVar[int]
     UTILIZATION_FIELD_NUMBER: _ClassVar[int]
     PEAK_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    CHECKING_FIELD_NUMBER: _ClassVar[int]
+    OVERFLOW_IN_USE_FIELD_NUMBER: _ClassVar[int]
+    OVERFLOW_LEASES_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
     name: str
     idle: int
     in_use: int
@@ -61,4 +65,8 @@ class PoolStats(_message.Message):
     reuse_ratio: float
     utilization: float
     peak_utilization: float
-    def __init__(self, name: _Optional[str] = ..., idle: _Optional[int] = ..., in_use: _Optional[int] = ..., connecting: _Optional[int] = ..., pending: _Optional[int] = ..., max_size: _Optional[int] = ..., peak_in_use: _Optional[int] = ..., created: _Optional[int] = ..., connect_failures: _Optional[int] = ..., leases: _Optional[int] = ..., warm_leases: _Optional[int] = ..., reused_leases: _Optional[int] = ..., queued_leases: _Optional[int] = ..., timeouts: _Optional[int] = ..., evicted: _Optional[_Mapping[str, int]] = ..., reuse_ratio: _Optional[float] = ..., utilization: _Optional[float] = ..., peak_utilization: _Optional[float] = ...) -> None: ...
+    checking: int
+    overflow_in_use: int
+    overflow_leases: int
+    serving: bool
+    def __init__(self, name: _Optional[str] = ..., idle: _Optional[int] = ..., in_use: _Optional[int] = ..., connecting: _Optional[int] = ..., pending: _Optional[int] = ..., max_size: _Optional[int] = ..., peak_in_use: _Optional[int] = ..., created: _Optional[int] = ..., connect_failures: _Optional[int] = ..., leases: _Optional[int] = ..., warm_leases: _Optional[int] = ..., reused_leases: _Optional[int] = ..., queued_leases: _Optional[int] = ..., timeouts: _Optional[int] = ..., evicted: _Optional[_Mapping[str, int]] = ..., reuse_ratio: _Optional[float] = ..., utilization: _Optional[float] = ..., peak_utilization: _Optional[float] = ..., checking: _Optional[int] = ..., overflow_in_use: _Optional[int] = ..., overflow_leases: _Optional[int] = ..., serving: _Optional[bool] = ...) -> None: ...
