@@ -30,7 +30,7 @@ import grpc
 import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
-from harness import TEXT, Process, child_env
+from harness import TEXT, Process, child_env, wait_serving
 from voxgate.devupstream import DevUpstream, Faults, GenerationFaults, UpstreamOptions
 from voxgate.devupstream.otlp import OtlpReceiver, ReceivedSpan, attributes
 from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
@@ -191,6 +191,7 @@ async def scenario(receiver: OtlpReceiver) -> Run:
     )
     try:
         address = await asyncio.to_thread(server.start, "voxgate listening on ")
+        await wait_serving(address)  # the pool is warm: the first call meets a prewarmed connection
         async with grpc.aio.insecure_channel(address) as channel:
             stub = speech_pb2_grpc.SpeechServiceStub(channel)
             calls = {"caller": await synthesize(stub, TEXT, seed=0x11)}
