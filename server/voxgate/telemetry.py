@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -182,12 +183,23 @@ class Telemetry:
         return self.traces or self.metrics
 
     def shutdown(self) -> None:
-        """Export what is buffered and stop the exporters. Blocks (up to the exporters' timeouts)."""
-        for shutdown in self._shutdowns:
-            try:
-                shutdown()
-            except Exception:
-                log.warning("telemetry shutdown failed", exc_info=True)
+        """Export what is buffered and stop the exporters. Blocks.
+
+        Traces and metrics flush side by side: with the collector unreachable each exporter
+        retries until its own ``OTEL_EXPORTER_OTLP_TIMEOUT`` (default 10 s), not one after the other.
+        """
+        threads = [threading.Thread(target=_quietly, args=(shutdown,)) for shutdown in self._shutdowns]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def _quietly(shutdown: Callable[[], object]) -> None:
+    try:
+        shutdown()
+    except Exception:
+        log.warning("telemetry shutdown failed", exc_info=True)
 
 
 def disabled() -> Telemetry:
