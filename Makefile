@@ -109,8 +109,9 @@ test-clients: setup clients ## start voxgate on the embedded default; run both c
 run: setup ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to pass flags)
 	$(BIN)/voxgate serve $(RUN_ARGS)
 
-bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flags)
+bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flags), then tracing off vs on
 	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench.tracing
 
 soak: setup ## requests under random faults (~1 %), then the books; CI runs it (SOAK_ARGS='--requests 100000' for a long one)
 	$(PY) -m bench.soak $(SOAK_ARGS)

@@ -7,6 +7,9 @@ import json
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -26,10 +29,10 @@ async def closed_loop(
     concurrency: int,
     requests: int,
     texts: Sequence[str],
-    run_one: Callable[[int, str], Awaitable[Sample]],
-) -> list[Sample]:
+    run_one: Callable[[int, str], Awaitable[T]],
+) -> list[T]:
     """``concurrency`` workers, each running tasks back to back until ``requests`` are done."""
-    samples: list[Sample] = []
+    samples: list[T] = []
     counter = iter(range(requests))
 
     async def worker(slot: int) -> None:
