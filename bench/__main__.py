@@ -17,6 +17,7 @@ from collections.abc import Sequence
 SUITES = {
     "speech": "first-packet delay, reuse and capacity: voxgate vs no pool vs the vendor SDK pool vs direct",
     "generation": "time to first token through voxgate vs direct, TCP connections per 1000 requests",
+    "tracing": "first-packet delay and CPU with tracing off vs on (every request traced, OTLP export)",
 }
 
 

@@ -1,5 +1,5 @@
-"""The generation suite's samples, closed loop and summary (the speech suite's are in
-:mod:`bench.loadgen` and :mod:`bench.stats`, which also has the one percentile function)."""
+"""The generation and tracing suites' samples, closed loop and summary (the speech suite's are
+in :mod:`bench.loadgen` and :mod:`bench.stats`, which also has the one percentile function)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import json
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from bench.stats import percentile
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,10 +32,10 @@ async def closed_loop(
     concurrency: int,
     requests: int,
     texts: Sequence[str],
-    run_one: Callable[[int, str], Awaitable[Sample]],
-) -> list[Sample]:
+    run_one: Callable[[int, str], Awaitable[T]],
+) -> list[T]:
     """``concurrency`` workers, each running tasks back to back until ``requests`` are done."""
-    samples: list[Sample] = []
+    samples: list[T] = []
     counter = iter(range(requests))
 
     async def worker(slot: int) -> None:

@@ -318,7 +318,7 @@ async def run_async(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.to_thread(sys.stdin.readline)
             return _result([], 0.0, 0.0)
         # Warm-up outside the clock: first calls pay for imports, caches, HTTP/2 settings.
-        await closed_loop(min(slots, 4), min(slots, 4) * 2, driver.one)
+        await closed_loop(min(slots, 4), min(slots, 4), driver.one)
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         cpu_before, started = _cpu_s(), time.perf_counter()
@@ -363,7 +363,7 @@ def run_threads(args: argparse.Namespace) -> dict[str, Any]:
 
     try:
         warm = min(args.concurrency, 4)
-        drive(warm, warm * 2)
+        drive(warm, warm)
         print("ready", flush=True)
         sys.stdin.readline()
         cpu_before, started = _cpu_s(), time.perf_counter()

@@ -102,7 +102,7 @@ def tables(results: Sequence[LevelResult]) -> str:
             "",
             "| variant | requests | first packet p50 / p99 ms | streams/s | audio s/s | errors"
             " | CPU ms/stream (client + gateway) | upstream CPU ms/stream | peak RSS MiB (client / gateway)"
-            " | reuse (upstream) | voxgate: reused, pool wait p99 ms |",
+            " | reuse (upstream) | voxgate's counters: reuse / peak utilization / pool wait p99 ms |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for result in sorted((r for r in results if r.concurrency == concurrency), key=_order):
@@ -128,7 +128,9 @@ def tables(results: Sequence[LevelResult]) -> str:
 def _voxgate_view(result: LevelResult) -> str:
     if math.isnan(result.voxgate_reused):
         return ""
-    return f"{result.voxgate_reused:.1%}, {result.pool_wait_p99_ms:.1f}"
+    return (
+        f"{result.pool_reuse_ratio:.1%} / {result.pool_peak_utilization:.0%} / {result.pool_wait_p99_ms:.1f}"
+    )
 
 
 def _order(result: LevelResult) -> int:

@@ -37,6 +37,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import procs
 from bench.stats import Costs, LevelResult, Sample, summarize
+from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
 
 VARIANTS = {
     "a": "voxgate (warm pool)",
@@ -45,7 +46,7 @@ VARIANTS = {
     "c": "vendor SDK pool",
     "d": "direct (floor)",
 }
-SHORT_LEVELS = (1, 50)
+SHORT_LEVELS = (1, 20)
 FULL_LEVELS = (1, 10, 100, 500, 1000)
 GRPC_CHANNELS = 16
 
@@ -150,6 +151,7 @@ class Bench:
         loadgen = self.loadgen(variant, target, concurrency, requests)
         try:
             await loadgen.start("ready", timeout_s=300)
+            pool_before = await pool_stats(target) if server else None
             gateway = procs.process_tree(server.pid) if server else []
             connects_before = self.upstream_connects()
             gateway_cpu = procs.tree_cpu_seconds(gateway)
@@ -160,6 +162,7 @@ class Bench:
             costs_upstream_cpu = procs.cpu_seconds(self.upstream.pid) - upstream_cpu
             gateway_rss = procs.tree_rss_kib(gateway, peak=True)
             connects = self.upstream_connects() - connects_before
+            pool_after = await pool_stats(target) if server else None
         finally:
             await loadgen.stop()
             if server is not None:
@@ -174,6 +177,7 @@ class Bench:
             client_rss_kib=result["maxrss_kib"],
             gateway_rss_kib=gateway_rss,
             upstream_connects=connects,
+            **pool_costs(pool_before, pool_after),
         )
         return summarize(variant, concurrency, samples, costs)
 
@@ -213,6 +217,25 @@ def _cpu_model() -> str:
         if line.startswith("model name"):
             return line.partition(":")[2].strip()
     return platform.processor()
+
+
+async def pool_stats(address: str) -> stats_pb2.PoolStats:
+    """voxgate's own counters for its synthesis pool (with --workers: the worker this connection reached)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        reply = await stats_pb2_grpc.StatsServiceStub(channel).GetStats(
+            stats_pb2.GetStatsRequest(), timeout=10
+        )
+    return next(pool for pool in reply.pools if pool.name == "tts")
+
+
+def pool_costs(before: stats_pb2.PoolStats | None, after: stats_pb2.PoolStats | None) -> dict[str, Any]:
+    if before is None or after is None:
+        return {}
+    return {
+        "pool_leases": after.leases - before.leases,
+        "pool_warm_leases": after.warm_leases - before.warm_leases,
+        "pool_peak_utilization": after.peak_utilization,
+    }
 
 
 async def wait_serving(address: str, timeout_s: float = 120.0) -> None:
@@ -287,7 +310,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--variants", nargs="+", choices=sorted(VARIANTS), help="default: a b c d (--full adds a2)"
     )
-    parser.add_argument("--requests", type=int, help="requests per level, at least (default 12; --full 24)")
+    parser.add_argument("--requests", type=int, help="requests per level, at least (default 8; --full 24)")
     parser.add_argument("--rounds", type=int, help="requests per level >= rounds x concurrency (default 3)")
     parser.add_argument(
         "--ramp-s",
@@ -311,7 +334,7 @@ def resolve(args: argparse.Namespace) -> None:
     full = bool(args.full)
     args.concurrency = args.concurrency or list(FULL_LEVELS if full else SHORT_LEVELS)
     args.variants = args.variants or (["d", "a", "a2", "b", "c"] if full else ["d", "a", "b", "c"])
-    args.requests = args.requests or (24 if full else 12)
+    args.requests = args.requests or (24 if full else 8)
     args.rounds = args.rounds or 3
     args.idle_rss = args.idle_rss or full
     if full and args.out is None:

@@ -84,6 +84,12 @@ class Costs:
     """Peak resident memory of the voxgate server process(es), summed over workers."""
     upstream_connects: int = 0
     """Connections the upstream accepted during the level."""
+    pool_leases: int = 0
+    """voxgate's StatsService: leases during the level (one worker's view with --workers)."""
+    pool_warm_leases: int = 0
+    """... of which paid no connect."""
+    pool_peak_utilization: float = math.nan
+    """voxgate's StatsService: most connections in use at once / pool size."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +116,9 @@ class LevelResult:
     """voxgate's own view, from the per-call summaries: p99 wait for a pooled connection."""
     voxgate_reused: float
     """voxgate's own view: share of calls whose connection had already run a task (NaN: no summaries)."""
+    pool_reuse_ratio: float
+    """voxgate's StatsService: share of the level's leases that paid no connect (NaN: no voxgate)."""
+    pool_peak_utilization: float
     hop_p50_ms: float
     hop_p99_ms: float
     error_kinds: dict[str, int]
@@ -161,6 +170,8 @@ def summarize(variant: str, concurrency: int, samples: Sequence[Sample], costs: 
         reuse=1 - costs.upstream_connects / len(samples) if samples else math.nan,
         pool_wait_p99_ms=percentile(waits, 99),
         voxgate_reused=sum(s.reused for s in summarized) / len(summarized) if summarized else math.nan,
+        pool_reuse_ratio=costs.pool_warm_leases / costs.pool_leases if costs.pool_leases else math.nan,
+        pool_peak_utilization=costs.pool_peak_utilization,
         hop_p50_ms=percentile(hops, 50),
         hop_p99_ms=percentile(hops, 99),
         error_kinds=kinds,

@@ -20,19 +20,29 @@ from grpc_reflection.v1alpha import reflection
 from voxgate.config import Settings
 from voxgate.devupstream import DevUpstream, UpstreamOptions
 from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
+from voxgate.instrument.generation import GenerationTelemetry
+from voxgate.instrument.pool import PoolTelemetry
+from voxgate.instrument.rpc import RpcInterceptor
+from voxgate.instrument.speech import SpeechTelemetry
 from voxgate.llm.client import GenerationClient
 from voxgate.llm.session import open_session
 from voxgate.service.generation import GenerationService
 from voxgate.service.retry import RetryPolicy
 from voxgate.service.speech import SpeechService
+from voxgate.service.stats import PeakInUse, StatsService
 from voxgate.service.validation import Defaults
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
-from voxgate.tts.pool import HealthChanged, Pool, PoolEvent, log_event
+from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
+from voxgate.telemetry import Telemetry
+from voxgate.telemetry import disabled as telemetry_off
+from voxgate.tts.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
 from voxgate.tts.synthesizer import Endpoint, HandshakeRejected, Synthesizer
 
 log = logging.getLogger(__name__)
 
 SPEECH_SERVICE = speech_pb2.DESCRIPTOR.services_by_name["SpeechService"].full_name
+STATS_SERVICE = stats_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name
+TTS_POOL = "tts"
 GENERATION_SERVICE = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name
 LIVENESS_SERVICE = "liveness"
 """Health service name that is SERVING while the process serves at all, whatever the upstream
@@ -42,14 +52,16 @@ does: for liveness probes, which must not restart pods because DashScope rejects
 class App:
     """One voxgate server process. ``await start()``, then ``await stop()``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, telemetry: Telemetry | None = None) -> None:
         self.settings = settings
+        self.telemetry = telemetry if telemetry is not None else telemetry_off()
         self.port = 0
         self.dev_upstream: DevUpstream | None = None
         self._server: grpc.aio.Server | None = None
         self._pool: Pool[Synthesizer] | None = None
         self._health = health.aio.HealthServicer()
         self._speech: SpeechService | None = None
+        self._stats = StatsService()
         self._generation: GenerationService | None = None
         self._http: aiohttp.ClientSession | None = None
         self._health_updates: set[asyncio.Task[None]] = set()
@@ -64,13 +76,24 @@ class App:
     async def start(self) -> None:
         settings = self.settings
         endpoint, http_url = await self._endpoint()
+        generation_telemetry = GenerationTelemetry(self.telemetry, upstream_url=http_url)
         # One session for the whole process (never one per request); closed in stop().
-        self._http = open_session(settings.http_config())
+        self._http = open_session(
+            settings.http_config(),
+            [generation_telemetry.trace_config()] if self.telemetry.enabled else [],
+        )
         self._generation = GenerationService(
             GenerationClient(self._http, base_url=http_url, api_key=endpoint.api_key),
             default_model=settings.generation_model,
             retry=RetryPolicy(max_attempts=settings.max_attempts),
+            telemetry=generation_telemetry,
         )
+        # Pool facts reach telemetry and the stats service through the pool's listeners.
+        peak = PeakInUse()
+        listeners: list[PoolListener] = [log_event, self._on_pool_event, peak.on_event]
+        pool_telemetry = PoolTelemetry(self.telemetry, pool_name=TTS_POOL) if self.telemetry.enabled else None
+        if pool_telemetry is not None:
+            listeners.append(pool_telemetry.on_event)
         self._pool = Pool(
             connect=lambda: Synthesizer.connect(endpoint),
             close=Synthesizer.close,
@@ -79,22 +102,33 @@ class App:
             is_fatal=lambda exc: isinstance(exc, HandshakeRejected) and exc.is_auth_failure,
             refusal=lambda synth: synth.refusal,
             config=settings.pool_config(),
-            listeners=(log_event, self._on_pool_event),
+            listeners=listeners,
         )
+        peak.observe(self._pool.stats)
+        if pool_telemetry is not None:
+            pool_telemetry.observe(self._pool.stats)
+        self._stats.add_pool(TTS_POOL, self._pool.stats, peak)
         self._speech = SpeechService(
             self._pool,
             Defaults(model=settings.default_model, voice=settings.default_voice),
             max_attempts=settings.max_attempts,
+            telemetry=SpeechTelemetry(self.telemetry),
         )
+        # With telemetry off there is no interceptor at all: the RPC path pays nothing.
+        interceptors = [RpcInterceptor(self.telemetry)] if self.telemetry.enabled else []
         # SO_REUSEPORT only for --workers: otherwise a second server on the same port
         # would quietly take half of the connections instead of failing to start.
-        server = grpc.aio.server(options=[("grpc.so_reuseport", int(settings.workers > 1))])
+        server = grpc.aio.server(
+            interceptors=interceptors, options=[("grpc.so_reuseport", int(settings.workers > 1))]
+        )
         speech_pb2_grpc.add_SpeechServiceServicer_to_server(self._speech, server)
+        stats_pb2_grpc.add_StatsServiceServicer_to_server(self._stats, server)
         generation_pb2_grpc.add_GenerationServiceServicer_to_server(self._generation, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
                 SPEECH_SERVICE,
+                STATS_SERVICE,
                 GENERATION_SERVICE,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
@@ -185,12 +219,14 @@ class App:
             await self._http.close()
         if self.dev_upstream is not None:
             await self.dev_upstream.stop()
+        # Last, so the spans and metrics of the drain are exported too.
+        await asyncio.to_thread(self.telemetry.shutdown)
         log.info("stopped")
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, telemetry: Telemetry | None = None) -> None:
     """Run until SIGTERM or SIGINT, then drain. Prints the listening address on stdout."""
-    app = App(settings)
+    app = App(settings, telemetry)
     try:
         await app.start()
         print(f"voxgate listening on {app.address}", flush=True)

@@ -1,4 +1,4 @@
-"""``voxgate serve | synth | generate | dev-upstream``."""
+"""``voxgate serve | synth | generate | stats | dev-upstream``."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from voxgate import __version__, config, logs
+from voxgate import __version__, config, logs, telemetry
 from voxgate.generation.v1 import generation_pb2
 from voxgate.service.validation import WIRE_TO_FORMAT as FORMATS
 from voxgate.speech.v1 import speech_pb2
+from voxgate.stats.v1 import stats_pb2
 
 if TYPE_CHECKING:
     from voxgate.client import Client
@@ -29,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = handler(args)
         return result
-    except config.ConfigError as exc:
+    except (config.ConfigError, telemetry.TelemetryConfigError) as exc:
         print(f"voxgate: configuration error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -86,6 +87,15 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds (default: 120)")
     generate.set_defaults(handler=_generate)
 
+    stats = commands.add_parser(
+        "stats", help="show a running voxgate's pools: reuse ratio, utilization, counters"
+    )
+    stats.add_argument(
+        "--server", default="127.0.0.1:50051", help="voxgate address (default: 127.0.0.1:50051)"
+    )
+    stats.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds (default: 10)")
+    stats.set_defaults(handler=_stats)
+
     dev = commands.add_parser(
         "dev-upstream", help="run the embedded DashScope-compatible upstream on its own"
     )
@@ -102,16 +112,63 @@ def _serve(args: argparse.Namespace) -> int:
 
     flags = {option.field: getattr(args, option.field) for option in config.OPTIONS}
     settings = config.load(os.environ, flags)
-    logs.configure(settings.log_level, [settings.api_key.reveal()] if settings.api_key else [])
     if settings.workers > 1 and not workers.is_worker(os.environ):
+        # The parent only supervises; each worker sets up its own logs and telemetry.
+        logs.configure(
+            settings.log_level,
+            [settings.api_key.reveal()] if settings.api_key else [],
+            json_lines=settings.log_format == "json",
+        )
         try:
             return asyncio.run(workers.supervise(settings, flags))
         except workers.WorkerFailed as exc:
             print(f"voxgate: {exc}", file=sys.stderr)
             return 1
-    logging.getLogger("voxgate").info("settings: %s", config.describe(settings))
-    asyncio.run(serve(settings))
+    tracing = telemetry.from_env()
+    logs.configure(
+        settings.log_level,
+        [settings.api_key.reveal()] if settings.api_key else [],
+        json_lines=settings.log_format == "json",
+    )
+    log = logging.getLogger("voxgate")
+    log.info("settings: %s", config.describe(settings))
+    log.info("%s", telemetry.describe(tracing))
+    asyncio.run(serve(settings, tracing))
     return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from voxgate.stats.v1 import stats_pb2_grpc
+
+    async def run() -> int:
+        async with grpc.aio.insecure_channel(args.server) as channel:
+            try:
+                reply = await stats_pb2_grpc.StatsServiceStub(channel).GetStats(
+                    stats_pb2.GetStatsRequest(), timeout=args.timeout
+                )
+            except grpc.aio.AioRpcError as exc:
+                print(f"voxgate stats: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                return 1
+        for pool in reply.pools:
+            print(_describe_pool(pool))
+        return 0
+
+    return asyncio.run(run())
+
+
+def _describe_pool(pool: stats_pb2.PoolStats) -> str:
+    evicted = ", ".join(f"{reason} {count}" for reason, count in sorted(pool.evicted.items())) or "none"
+    return (
+        f"pool {pool.name}: {'serving' if pool.serving else 'NOT SERVING'}, {pool.idle} idle"
+        f" ({pool.checking} being pinged), {pool.in_use} in use (+{pool.overflow_in_use} overflow),"
+        f" {pool.connecting} connecting, {pool.pending} waiting, max {pool.max_size}\n"
+        f"  reuse ratio {pool.reuse_ratio:.1%} of {pool.leases} leases (target > 95 %):"
+        f" {pool.warm_leases} paid no connect, {pool.reused_leases} on a connection that had run a task,"
+        f" {pool.queued_leases} queued, {pool.overflow_leases} on overflow, {pool.timeouts} timed out\n"
+        f"  utilization {pool.utilization:.0%} now, {pool.peak_utilization:.0%} at peak"
+        f" ({pool.peak_in_use} of {pool.max_size}; target 60-80 % at peak)\n"
+        f"  connections opened {pool.created}, failed {pool.connect_failures}; evicted: {evicted}"
+    )
 
 
 def _synth(args: argparse.Namespace) -> int:

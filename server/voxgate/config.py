@@ -74,6 +74,7 @@ class Settings:
     max_attempts: int = 3
     drain_grace_s: float = 20.0
     log_level: str = "INFO"
+    log_format: str = "text"
     dev_upstream_rtf: float = 0.0
     http_url: str = DEFAULT_HTTP_URL
     default_generation_model: str | None = None
@@ -198,6 +199,13 @@ def _log_level(text: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
     return level
+
+
+def _log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +334,12 @@ OPTIONS: tuple[Option, ...] = (
         "on SIGTERM, how long in-flight streams may run before they are cancelled",
     ),
     Option("log_level", "VOXGATE_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    Option(
+        "log_format",
+        "VOXGATE_LOG_FORMAT",
+        _log_format,
+        "text, or json: one object a line with trace_id and span_id when a span is current",
+    ),
     Option(
         "workers",
         "VOXGATE_WORKERS",

@@ -7,6 +7,7 @@ so a request pays no TCP+TLS handshake once the pool is warm.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -47,8 +48,13 @@ class HttpConfig:
         )
 
 
-def open_session(config: HttpConfig) -> aiohttp.ClientSession:
-    """A session with its own connector; the caller closes it. Call inside the running loop."""
+def open_session(
+    config: HttpConfig, trace_configs: Sequence[aiohttp.TraceConfig] = ()
+) -> aiohttp.ClientSession:
+    """A session with its own connector; the caller closes it. Call inside the running loop.
+
+    ``trace_configs`` subscribe to the session's signals (telemetry: connection reused or opened).
+    """
     connector = aiohttp.TCPConnector(
         limit=config.limit,
         limit_per_host=config.limit_per_host,
@@ -56,4 +62,9 @@ def open_session(config: HttpConfig) -> aiohttp.ClientSession:
         ttl_dns_cache=config.dns_cache_s,
     )
     # trust_env off: a proxy from the environment must not silently reroute the API key.
-    return aiohttp.ClientSession(connector=connector, timeout=config.timeout(), trust_env=False)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=config.timeout(),
+        trust_env=False,
+        trace_configs=list(trace_configs) or None,
+    )

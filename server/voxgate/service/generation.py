@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import grpc
 
 from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
+from voxgate.instrument.generation import ChatSpan, GenerationTelemetry
 from voxgate.llm.client import GenerationClient
 from voxgate.llm.protocol import GenerationParams, Result, Usage
 from voxgate.service.errors import MD_TEXT_CHARS_SENT, Failure, classify
@@ -48,17 +49,28 @@ class _Progress:
 class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
     """Serves ``voxgate.generation.v1.GenerationService`` through one :class:`GenerationClient`."""
 
-    def __init__(self, client: GenerationClient, *, default_model: str, retry: RetryPolicy) -> None:
+    def __init__(
+        self,
+        client: GenerationClient,
+        *,
+        default_model: str,
+        retry: RetryPolicy,
+        telemetry: GenerationTelemetry,
+    ) -> None:
         self._client = client
         self._default_model = default_model
         self._retry = retry
+        self._telemetry = telemetry
         self.draining = False
 
     async def Generate(
         self, request: generation_pb2.GenerateRequest, context: Context
     ) -> generation_pb2.GenerateResponse:
         params, progress = await self._begin(request, context)
-        result = await self._with_retries(lambda: self._client.generate(params), context, progress)
+        result = await self._with_retries(
+            params, lambda _span: self._client.generate(params), context, progress
+        )
+        self._telemetry.done(params.model, result, None)
         return generation_pb2.GenerateResponse(
             text=result.text,
             finish_reason=result.finish_reason or "",
@@ -75,9 +87,10 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         # and aclosing() closes the upstream response (and its connection) at once.
         params, progress = await self._begin(request, context)
         last = await self._with_retries(
-            lambda: self._stream_once(params, context, progress), context, progress
+            params, lambda span: self._stream_once(params, context, progress, span), context, progress
         )
         ttft_s = (progress.first_delta_at or time.perf_counter()) - progress.rpc_started
+        self._telemetry.done(params.model, last, ttft_s * 1000 if progress.first_delta_at else None)
         await context.write(
             generation_pb2.GenerateStreamResponse(
                 delta=last.text,
@@ -106,10 +119,16 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         deadline = None if remaining is None else loop_now + remaining
         return params, _Progress(rpc_started=time.perf_counter(), deadline=deadline)
 
-    async def _stream_once(self, params: GenerationParams, context: Context, progress: _Progress) -> Result:
+    async def _stream_once(
+        self, params: GenerationParams, context: Context, progress: _Progress, span: ChatSpan
+    ) -> Result:
         """One upstream attempt: forward every delta but the last, return the last result."""
+        first_chunk = True
         async with contextlib.aclosing(self._client.stream(params)) as results:
             async for result in results:
+                if first_chunk:
+                    span.first_chunk(time.perf_counter())
+                    first_chunk = False
                 progress.request_id = result.request_id or progress.request_id
                 if result.finish_reason is not None:
                     if result.text and progress.first_delta_at is None:
@@ -127,14 +146,22 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         raise AssertionError("GenerationClient.stream ended without a last result")  # it raises instead
 
     async def _with_retries(
-        self, attempt: Callable[[], Awaitable[Result]], context: Context, progress: _Progress
+        self,
+        params: GenerationParams,
+        attempt: Callable[[ChatSpan], Awaitable[Result]],
+        context: Context,
+        progress: _Progress,
     ) -> Result:
         loop = asyncio.get_running_loop()
         while True:
             started = time.perf_counter()
             try:
-                async with asyncio.timeout_at(progress.deadline):
-                    result = await attempt()
+                async with (
+                    asyncio.timeout_at(progress.deadline),
+                    self._telemetry.call(params, len(progress.log) + 1) as span,
+                ):
+                    result = await attempt(span)
+                    span.finished(result)
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
             except Exception as exc:
@@ -150,6 +177,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
                 progress.log.failed(failure.code, failure.message, duration_s, delay_s)
                 if delay_s is None:
                     await self._fail(context, failure, progress)
+                self._telemetry.retry(len(progress.log), failure.message, delay_s)
                 log.info(
                     "generation attempt %d failed (%s); retrying in %.2fs",
                     len(progress.log),

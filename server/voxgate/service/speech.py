@@ -15,6 +15,7 @@ from typing import NoReturn
 
 import grpc
 
+from voxgate.instrument.speech import SpeechTelemetry
 from voxgate.service.errors import MD_AUDIO_BYTES_SENT, Failure, classify
 from voxgate.service.retry import RetryPolicy
 from voxgate.service.validation import WIRE_TO_FORMAT, Defaults, InvalidRequest, synthesis_params
@@ -46,16 +47,31 @@ class _Progress:
     audio_chunks: int = 0
     first_packet_at: float | None = None
 
+    @property
+    def first_packet_ms(self) -> float | None:
+        """Milliseconds from the RPC's arrival to the first audio, once there was some."""
+        if self.first_packet_at is None:
+            return None
+        return (self.first_packet_at - self.rpc_started) * 1000
+
 
 class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
     """Serves ``voxgate.speech.v1.SpeechService`` from a pool of synthesizers."""
 
-    def __init__(self, pool: Pool[Synthesizer], defaults: Defaults, *, max_attempts: int) -> None:
+    def __init__(
+        self,
+        pool: Pool[Synthesizer],
+        defaults: Defaults,
+        *,
+        max_attempts: int,
+        telemetry: SpeechTelemetry,
+    ) -> None:
         self._pool = pool
         self._defaults = defaults
         self._retry = RetryPolicy(
             max_attempts, initial_backoff_s=RETRY_BACKOFF_INITIAL_S, max_backoff_s=RETRY_BACKOFF_MAX_S
         )
+        self._telemetry = telemetry
         self.draining = False
 
     async def Synthesize(  # type: ignore[override]  # writes with context.write (see below)
@@ -86,12 +102,15 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
                 failure = classify(exc)
                 delay_s = self._retry_delay(failure, progress, context)
                 if delay_s is None:
+                    self._done(params, progress)
                     await self._fail(context, failure, progress)
+                self._telemetry.retry(progress.attempts, failure.message, delay_s)
                 log.info(
                     "attempt %d failed before any audio (%s); retrying", progress.attempts, failure.message
                 )
                 await asyncio.sleep(delay_s)
                 continue
+            self._done(params, progress)
             await context.write(speech_pb2.SynthesizeResponse(summary=summary))
             return
 
@@ -107,17 +126,31 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             task_started = time.perf_counter()
             upstream_first_packet_s = 0.0
             # aclosing: if a write is cancelled, the upstream reader ends now, not at GC.
-            async with contextlib.aclosing(lease.conn.run(task, text)) as audio_stream:
+            async with (
+                self._telemetry.task(task, progress.attempts) as span,
+                contextlib.aclosing(lease.conn.run(task, text)) as audio_stream,
+            ):
                 async for audio in audio_stream:
                     if progress.first_packet_at is None:
                         progress.first_packet_at = time.perf_counter()
                         upstream_first_packet_s = progress.first_packet_at - task_started
+                        span.first_packet(upstream_first_packet_s)
                     progress.audio_bytes += len(audio)
                     progress.audio_chunks += 1
                     await context.write(speech_pb2.SynthesizeResponse(audio=audio))
+                # Retries happen only before any audio: all of it came from this attempt.
+                span.finished(task, progress.audio_bytes, progress.audio_chunks)
             # task-finished arrived: the connection is clean and goes back as we leave.
             lease.mark_reusable()
         return self._summary(params, task, lease, progress, upstream_first_packet_s)
+
+    def _done(self, params: SynthesisParams, progress: _Progress) -> None:
+        self._telemetry.done(
+            model=params.model,
+            attempts=progress.attempts,
+            audio_bytes=progress.audio_bytes,
+            first_packet_ms=progress.first_packet_ms,
+        )
 
     def _acquire_timeout(self, context: Context) -> float | None:
         remaining = _time_remaining(context)
@@ -168,15 +201,10 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         progress: _Progress,
         upstream_first_packet_s: float,
     ) -> speech_pb2.SynthesisSummary:
-        first_packet_ms = (
-            (progress.first_packet_at - progress.rpc_started) * 1000
-            if progress.first_packet_at is not None
-            else 0.0
-        )
         return speech_pb2.SynthesisSummary(
             task_id=task.task_id,
             request_id=task.request_id,
-            first_packet_delay_ms=first_packet_ms,
+            first_packet_delay_ms=progress.first_packet_ms or 0.0,
             upstream_first_packet_delay_ms=upstream_first_packet_s * 1000,
             pool_wait_ms=lease.wait_s * 1000,
             connection_reused=lease.reused,

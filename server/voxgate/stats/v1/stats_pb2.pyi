@@ -1,0 +1,72 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ("pools",)
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    pools: _containers.RepeatedCompositeFieldContainer[PoolStats]
+    def __init__(self, pools: _Optional[_Iterable[_Union[PoolStats, _Mapping]]] = ...) -> None: ...
+
+class PoolStats(_message.Message):
+    __slots__ = ("name", "idle", "in_use", "connecting", "pending", "max_size", "peak_in_use", "created", "connect_failures", "leases", "warm_leases", "reused_leases", "queued_leases", "timeouts", "evicted", "reuse_ratio", "utilization", "peak_utilization", "checking", "overflow_in_use", "overflow_leases", "serving")
+    class EvictedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IDLE_FIELD_NUMBER: _ClassVar[int]
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTING_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    MAX_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PEAK_IN_USE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    CONNECT_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    WARM_LEASES_FIELD_NUMBER: _ClassVar[int]
+    REUSED_LEASES_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_LEASES_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
+    EVICTED_FIELD_NUMBER: _ClassVar[int]
+    REUSE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    PEAK_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    CHECKING_FIELD_NUMBER: _ClassVar[int]
+    OVERFLOW_IN_USE_FIELD_NUMBER: _ClassVar[int]
+    OVERFLOW_LEASES_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    idle: int
+    in_use: int
+    connecting: int
+    pending: int
+    max_size: int
+    peak_in_use: int
+    created: int
+    connect_failures: int
+    leases: int
+    warm_leases: int
+    reused_leases: int
+    queued_leases: int
+    timeouts: int
+    evicted: _containers.ScalarMap[str, int]
+    reuse_ratio: float
+    utilization: float
+    peak_utilization: float
+    checking: int
+    overflow_in_use: int
+    overflow_leases: int
+    serving: bool
+    def __init__(self, name: _Optional[str] = ..., idle: _Optional[int] = ..., in_use: _Optional[int] = ..., connecting: _Optional[int] = ..., pending: _Optional[int] = ..., max_size: _Optional[int] = ..., peak_in_use: _Optional[int] = ..., created: _Optional[int] = ..., connect_failures: _Optional[int] = ..., leases: _Optional[int] = ..., warm_leases: _Optional[int] = ..., reused_leases: _Optional[int] = ..., queued_leases: _Optional[int] = ..., timeouts: _Optional[int] = ..., evicted: _Optional[_Mapping[str, int]] = ..., reuse_ratio: _Optional[float] = ..., utilization: _Optional[float] = ..., peak_utilization: _Optional[float] = ..., checking: _Optional[int] = ..., overflow_in_use: _Optional[int] = ..., overflow_leases: _Optional[int] = ..., serving: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,83 @@
+"""StatsService and `voxgate stats`: reuse ratio and utilization of the running pool."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import grpc
+import pytest
+
+from harness import API_KEY, Request, child_env, collect
+from voxgate.app import App
+from voxgate.client import Client
+from voxgate.devupstream import UpstreamOptions
+from voxgate.speech.v1 import speech_pb2
+from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
+
+SHORT = "Hello world, held for a moment."
+
+
+@pytest.fixture
+def upstream_options() -> UpstreamOptions:
+    # Paced at real time, so two streams are reliably in flight together (see the first test).
+    return UpstreamOptions(api_key=API_KEY, rtf=1.0)
+
+
+@pytest.fixture
+def gateway_env() -> dict[str, Any]:
+    return {"VOXGATE_POOL_MAX_SIZE": 2}
+
+
+async def get_stats(address: str) -> stats_pb2.PoolStats:
+    async with grpc.aio.insecure_channel(address) as channel:
+        reply = await stats_pb2_grpc.StatsServiceStub(channel).GetStats(
+            stats_pb2.GetStatsRequest(), timeout=10
+        )
+    [pool] = reply.pools
+    return pool
+
+
+async def test_stats_count_leases_reuse_and_the_peak(gateway: App, client: Client) -> None:
+    before = await get_stats(gateway.address)
+    assert (before.name, before.max_size, before.leases, before.peak_in_use) == ("tts", 2, 0, 0)
+    for _ in range(3):
+        await collect(client, Request(text="One."))
+    # Two at once, each holding its connection mid-stream: the whole pool is in use.
+    calls = [client.speech.Synthesize(Request(text=SHORT)) for _ in range(2)]
+    for call in calls:
+        first = await call.read()
+        assert isinstance(first, speech_pb2.SynthesizeResponse) and first.audio
+    busy = await get_stats(gateway.address)
+    assert (busy.in_use, busy.idle, busy.utilization) == (2, 0, 1.0)
+    for call in calls:
+        while await call.read() is not grpc.aio.EOF:
+            pass
+        assert await call.code() == grpc.StatusCode.OK
+    pool = await get_stats(gateway.address)
+    assert pool.leases == 5
+    assert pool.warm_leases == 5 and pool.reuse_ratio == 1.0  # prewarmed: nobody paid a connect
+    assert pool.reused_leases == 3  # each of the two connections' first lease was not a reuse
+    assert pool.created == 2 and pool.connect_failures == 0 and dict(pool.evicted) == {}
+    assert pool.serving and (pool.overflow_leases, pool.overflow_in_use) == (0, 0)
+    assert (pool.in_use, pool.idle, pool.utilization) == (0, 2, 0.0)
+    assert (pool.peak_in_use, pool.peak_utilization) == (2, 1.0)
+
+
+async def test_voxgate_stats_prints_reuse_ratio_and_utilization(gateway: App, client: Client) -> None:
+    await collect(client, Request(text="One."))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voxgate.cli", "stats", "--server", gateway.address,
+        env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    lines = stdout.decode().splitlines()
+    assert lines[0] == (
+        "pool tts: serving, 2 idle (0 being pinged), 0 in use (+0 overflow), 0 connecting, 0 waiting, max 2"
+    )
+    assert lines[1].startswith("  reuse ratio 100.0% of 1 leases (target > 95 %)")
+    assert lines[1].endswith(", 0 on overflow, 0 timed out")
+    assert lines[2].startswith("  utilization 0% now, 50% at peak (1 of 2; target 60-80 % at peak)")
+    assert lines[3] == "  connections opened 2, failed 0; evicted: none"
