@@ -9,25 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import sys
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def raise_open_files_limit() -> int:
-    """Lift the soft RLIMIT_NOFILE to the hard limit (children inherit it); returns the new soft limit.
-
-    1000 concurrent streams hold thousands of sockets across the processes (the
-    upstream alone holds one per pooled or pre-opened connection); 1024, a common
-    default soft limit, is not enough.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -38,6 +38,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench import procs
 from bench.stats import Costs, LevelResult, Sample, summarize
 from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
+from voxgate.workers import lift_open_files_limit
 
 VARIANTS = {
     "a": "voxgate (warm pool)",
@@ -345,7 +346,8 @@ def resolve(args: argparse.Namespace) -> None:
 
 async def run(args: argparse.Namespace) -> list[LevelResult]:
     resolve(args)
-    nofile = procs.raise_open_files_limit()
+    # 1000 streams hold thousands of sockets across the processes; children inherit the limit.
+    _, nofile = lift_open_files_limit()
     bench = Bench(args)
     load = os.getloadavg()
     print(

@@ -112,6 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     flags = {option.field: getattr(args, option.field) for option in config.OPTIONS}
     settings = config.load(os.environ, flags)
+    workers.lift_open_files_limit()
     if settings.workers > 1 and not workers.is_worker(os.environ):
         # The parent only supervises; each worker sets up its own logs and telemetry.
         logs.configure(

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -35,6 +36,20 @@ class WorkerFailed(RuntimeError):
 
 def is_worker(environ: Mapping[str, str]) -> bool:
     return WORKER_ENV in environ
+
+
+def lift_open_files_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit, as Go programs do at start; return (old, new).
+
+    Every pooled upstream connection and every client connection is a file descriptor;
+    a pool of 1000 does not fit the soft limit of 1024 many systems start processes with.
+    Workers inherit the raised limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return soft, hard
+    return soft, soft
 
 
 def reserve_port(listen: str) -> tuple[socket.socket, str]:

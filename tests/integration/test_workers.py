@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import sys
 
 import grpc
 import pytest
 
-from harness import API_KEY, TEXT, Process, child_env
+from harness import API_KEY, TEXT, Process, child_env, wait_serving
 from voxgate.devupstream import DevUpstream
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
 
@@ -63,3 +65,35 @@ def test_a_single_server_does_not_share_its_port() -> None:
         server = Process(["serve", "--listen", f"127.0.0.1:{port}", "--pool-max-size", "1"], child_env())
         with pytest.raises(AssertionError, match="Address already in use"):
             server.start("voxgate listening on ", 60.0)
+
+
+LOW_SOFT_LIMIT = 64
+"""Far fewer open files than the pool below needs: one socket per pooled connection."""
+
+
+async def test_serve_lifts_a_low_soft_limit_on_open_files(upstream: DevUpstream) -> None:
+    # `python -m voxgate.cli serve` after lowering the soft limit, as `ulimit -Sn 64` would; the
+    # hard limit stays, so the server may lift it.
+    lowered = (
+        "import resource, runpy, sys;"
+        "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1];"
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({LOW_SOFT_LIMIT}, hard));"
+        "sys.argv[0] = 'voxgate'; runpy.run_module('voxgate.cli', run_name='__main__', alter_sys=True)"
+    )
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", lowered,
+        "serve", "--listen", "127.0.0.1:0", "--log-level", "WARNING",
+        "--pool-max-size", "150", "--pool-max-concurrent-connects", "50",
+        env=child_env(DASHSCOPE_API_KEY=API_KEY, DASHSCOPE_WEBSOCKET_BASE_URL=upstream.ws_url),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert server.stdout is not None
+    try:
+        line = (await asyncio.wait_for(server.stdout.readline(), 60)).decode()
+        assert line.startswith("voxgate listening on "), line
+        await wait_serving(line.split()[-1], timeout_s=60)  # all 150 pooled connections open
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(server.communicate(), 30)
+    assert server.returncode == 0, stderr.decode()
+    assert b"Too many open files" not in stderr
