@@ -112,8 +112,9 @@ run: setup ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to p
 bench: setup ## the short benchmarks (< 3 min), ratios side by side: python -m bench (BENCH_ARGS=...)
 	$(PY) -m bench $(BENCH_ARGS)
 
-bench-full: setup ## the whole sweep (~15 min): results + plots into docs/bench/ (see docs/benchmarks.md)
+bench-full: setup ## the whole sweep (~11 min): results + plots into docs/bench/, then python -m bench.report refreshes docs
 	$(PY) -m bench --full $(BENCH_ARGS)
+	$(PY) -m bench.report docs/bench/speech.json docs/bench --docs docs/benchmarks.md --docs README.md
 
 soak: setup ## requests under random faults (~1 %), then the books; CI runs it (SOAK_ARGS='--requests 100000' for a long one)
 	$(PY) -m bench.soak $(SOAK_ARGS)
