@@ -126,7 +126,7 @@ def tables(results: Sequence[LevelResult]) -> str:
 
 
 def _voxgate_view(result: LevelResult) -> str:
-    if math.isnan(result.voxgate_reused):
+    if math.isnan(result.pool_reuse_ratio):
         return ""
     return (
         f"{result.pool_reuse_ratio:.1%} / {result.pool_peak_utilization:.0%} / {result.pool_wait_p99_ms:.1f}"

@@ -152,7 +152,9 @@ class Bench:
         loadgen = self.loadgen(variant, target, concurrency, requests)
         try:
             await loadgen.start("ready", timeout_s=300)
-            pool_before = await pool_stats(target) if server else None
+            # With --workers, each stats call may reach either worker: no before/after pairs there.
+            counted = variant in ("a", "b")
+            pool_before = await pool_stats(target) if counted else None
             gateway = procs.process_tree(server.pid) if server else []
             connects_before = self.upstream_connects()
             gateway_cpu = procs.tree_cpu_seconds(gateway)
@@ -163,7 +165,7 @@ class Bench:
             costs_upstream_cpu = procs.cpu_seconds(self.upstream.pid) - upstream_cpu
             gateway_rss = procs.tree_rss_kib(gateway, peak=True)
             connects = self.upstream_connects() - connects_before
-            pool_after = await pool_stats(target) if server else None
+            pool_after = await pool_stats(target) if counted else None
         finally:
             await loadgen.stop()
             if server is not None:
