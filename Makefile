@@ -36,7 +36,7 @@ NODE_CLIENT_STAMP := clients/node/node_modules/.voxgate-installed
 GO_CLIENT         := build/go/bin/voxgate-go
 GO_CLIENT_INPUTS  := $(shell find clients/go -type f) clients/service_config.json $(PROTOS)
 
-.PHONY: help setup proto proto-check lint fmt test run bench soak chart image clean clients clients-toolchain test-clients
+.PHONY: help setup proto proto-check lint fmt test run bench bench-full soak chart image clean clients clients-toolchain test-clients
 
 help: ## list the targets (the default)
 	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...] [SOAK_ARGS=...] [IMAGE=...]'
@@ -109,9 +109,12 @@ test-clients: setup clients ## start voxgate on the embedded default; run both c
 run: setup ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to pass flags)
 	$(BIN)/voxgate serve $(RUN_ARGS)
 
-bench: setup ## run the benchmarks: python -m bench (BENCH_ARGS=... to pass flags), then tracing off vs on
+bench: setup ## the short benchmarks (< 3 min), ratios side by side: python -m bench (BENCH_ARGS=...)
 	$(PY) -m bench $(BENCH_ARGS)
-	$(PY) -m bench.tracing
+
+bench-full: setup ## the whole sweep (~11 min): results + plots into docs/bench/, then python -m bench.report refreshes docs
+	$(PY) -m bench --full $(BENCH_ARGS)
+	$(PY) -m bench.report docs/bench/speech.json docs/bench --docs docs/benchmarks.md --docs README.md
 
 soak: setup ## requests under random faults (~1 %), then the books; CI runs it (SOAK_ARGS='--requests 100000' for a long one)
 	$(PY) -m bench.soak $(SOAK_ARGS)

@@ -1,4 +1,5 @@
-"""What the synthesis and generation benchmarks share: samples, the closed loop, percentiles."""
+"""The generation and tracing suites' samples, closed loop and summary (the speech suite's are
+in :mod:`bench.loadgen` and :mod:`bench.stats`, which also has the one percentile function)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
+
+from bench.stats import percentile
 
 T = TypeVar("T")
 
@@ -41,13 +44,6 @@ async def closed_loop(
 
     await asyncio.gather(*(worker(slot) for slot in range(concurrency)))
     return samples
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def summarize(samples: list[Sample]) -> tuple[float, float, float]:

@@ -1,5 +1,8 @@
-"""Generation half of ``make bench``: time to first token through voxgate vs straight to the
-upstream, and TCP connections opened per 1000 requests (counted at the upstream).
+"""Generation: time to first token through voxgate vs straight to the upstream, and TCP
+connections opened per 1000 requests (counted at the upstream).
+
+``python -m bench generation`` starts the embedded upstream and a voxgate server as
+processes, then for each concurrency level runs:
 
 * **direct**: the load generator's own shared aiohttp session, streaming SSE from the
   embedded upstream with voxgate's :class:`~voxgate.llm.client.GenerationClient`: the floor.
@@ -12,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import secrets
 import time
 
 from bench.common import Sample, closed_loop, summarize, upstream_stats
+from bench.procs import Child
 from voxgate.client import Client
 from voxgate.generation.v1 import generation_pb2
 from voxgate.llm.client import GenerationClient
@@ -59,7 +65,51 @@ async def voxgate_stream(client: Client, prompt: str) -> Sample:
     return Sample(first_ms, True)
 
 
-async def run(client: Client, http_base: str, key: str, args: argparse.Namespace) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=int, nargs="+", help="levels (default: 1 50)")
+    parser.add_argument(
+        "--generation-first-byte-delay-ms", type=int, default=50, help="the local model's 'prefill' time"
+    )
+    parser.add_argument("--token-interval-ms", type=float, default=5.0)
+    parser.add_argument(
+        "--generation-requests",
+        type=int,
+        default=60,
+        help="generation requests per level, at least (and at least 20 x concurrency)",
+    )
+
+
+async def run(args: argparse.Namespace) -> None:
+    """Start the upstream and a voxgate server as processes, then :func:`measure`."""
+    args.concurrency = args.concurrency or [1, 50]
+    key = "sk-bench-" + secrets.token_hex(8)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "VOXGATE_"))}
+    env["DASHSCOPE_API_KEY"] = key
+    upstream = Child(
+        "-m", "voxgate.cli", "dev-upstream", "--port", "0",
+        "--generation-first-byte-delay-ms", str(args.generation_first_byte_delay_ms),
+        "--token-interval-ms", str(args.token_interval_ms),
+        env=env, name="dev-upstream",
+    )  # fmt: skip
+    ws_url = await upstream.start("voxgate dev-upstream listening on ")
+    http_base = ws_url.replace("ws://", "http://").split("/api-ws/")[0]
+    server = Child(
+        "-m", "voxgate.cli", "serve", "--listen", "127.0.0.1:0",
+        "--pool-max-size", "1", "--log-level", "WARNING",
+        env={**env, "DASHSCOPE_WEBSOCKET_BASE_URL": ws_url, "DASHSCOPE_HTTP_BASE_URL": f"{http_base}/api/v1",
+             "VOXGATE_DEFAULT_GENERATION_MODEL": MODEL},
+        name="voxgate",
+    )  # fmt: skip
+    try:
+        address = await server.start("voxgate listening on ")
+        async with Client(address) as client:
+            await measure(client, http_base, key, args)
+    finally:
+        await server.stop()
+        await upstream.stop()
+
+
+async def measure(client: Client, http_base: str, key: str, args: argparse.Namespace) -> None:
     """``http_base``: the upstream's origin (``http://127.0.0.1:port``)."""
     print(
         f"generation: model {MODEL}, first byte +{args.generation_first_byte_delay_ms} ms,"

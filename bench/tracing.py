@@ -1,4 +1,4 @@
-"""``make bench`` (second part): what tracing costs, off vs on, in one run.
+"""Tracing: what it costs, off vs on, in one run (``python -m bench tracing``; part of ``make bench``).
 
 One embedded upstream process and two voxgate server processes side by side: one
 with telemetry off (no ``OTEL_*`` endpoint: no interceptor, no exporter), one with
@@ -30,8 +30,10 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.__main__ import TEXTS, Child
-from bench.common import closed_loop, percentile
+from bench.common import closed_loop
+from bench.loadgen import TEXTS
+from bench.procs import Child, cpu_seconds
+from bench.stats import percentile
 from voxgate.client import Client
 from voxgate.speech.v1 import speech_pb2
 
@@ -51,16 +53,13 @@ class Server(Child):
 
     address = ""
 
-    async def start(self, ready_prefix: str) -> str:
-        self.address = await super().start(ready_prefix)
+    async def start(self, ready_prefix: str, timeout_s: float = 120.0) -> str:
+        self.address = await super().start(ready_prefix, timeout_s)
         return self.address
 
     def cpu_s(self) -> float:
         """User + system CPU seconds so far (Linux /proc)."""
-        assert self.proc is not None
-        with open(f"/proc/{self.proc.pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
 
 async def timed_task(client: Client, text: str) -> Timing:
@@ -87,11 +86,24 @@ async def rounds(client: Client, concurrency: int, requests: int) -> list[Timing
 async def run(args: argparse.Namespace) -> None:
     key = "sk-bench-" + secrets.token_hex(8)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "VOXGATE_", "OTEL_"))}
-    upstream = Child("dev-upstream", "--port", "0", env={**env, "DASHSCOPE_API_KEY": key})
+    upstream = Child(
+        "-m", "voxgate.cli", "dev-upstream", "--port", "0",
+        env={**env, "DASHSCOPE_API_KEY": key}, name="dev-upstream",
+    )  # fmt: skip
     ws_url = await upstream.start("voxgate dev-upstream listening on ")
     http_base = ws_url.replace("ws://", "http://").split("/api-ws/")[0]
     pool_size = str(max(args.concurrency))
-    serve = ("serve", "--listen", "127.0.0.1:0", "--pool-max-size", pool_size, "--log-level", "WARNING")
+    serve = (
+        "-m",
+        "voxgate.cli",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--pool-max-size",
+        pool_size,
+        "--log-level",
+        "WARNING",
+    )
     server_env = {**env, "DASHSCOPE_API_KEY": key, "DASHSCOPE_WEBSOCKET_BASE_URL": ws_url}
     receiver = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voxgate.devupstream.otlp", env=env, stdout=asyncio.subprocess.PIPE
@@ -104,7 +116,10 @@ async def run(args: argparse.Namespace) -> None:
         "OTEL_TRACES_SAMPLER": "always_on",
         "OTEL_METRIC_EXPORT_INTERVAL": "5000",
     }
-    servers = {"off": Server(*serve, env=server_env), "on": Server(*serve, env=traced_env)}
+    servers = {
+        "off": Server(*serve, env=server_env, name="voxgate (tracing off)"),
+        "on": Server(*serve, env=traced_env, name="voxgate (tracing on)"),
+    }
     try:
         for child in servers.values():
             await child.start("voxgate listening on ")
@@ -183,8 +198,7 @@ def summarize(samples: Sequence[Timing]) -> tuple[float, float, float]:
     return percentile(client, 50), percentile(client, 99), percentile([s.hop_ms for s in samples], 50)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.tracing", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--requests", type=int, default=48, help="requests per side, profile and level")
     parser.add_argument(
@@ -193,8 +207,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--first-packet-delay-ms", type=int, nargs="+", default=[150, 0], help="upstream profiles to run"
     )
-    asyncio.run(run(parser.parse_args(argv)))
-
-
-if __name__ == "__main__":
-    main()

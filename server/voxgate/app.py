@@ -116,7 +116,11 @@ class App:
         )
         # With telemetry off there is no interceptor at all: the RPC path pays nothing.
         interceptors = [RpcInterceptor(self.telemetry)] if self.telemetry.enabled else []
-        server = grpc.aio.server(interceptors=interceptors)
+        # SO_REUSEPORT only for --workers: otherwise a second server on the same port
+        # would quietly take half of the connections instead of failing to start.
+        server = grpc.aio.server(
+            interceptors=interceptors, options=[("grpc.so_reuseport", int(settings.workers > 1))]
+        )
         speech_pb2_grpc.add_SpeechServiceServicer_to_server(self._speech, server)
         stats_pb2_grpc.add_StatsServiceServicer_to_server(self._stats, server)
         generation_pb2_grpc.add_GenerationServiceServicer_to_server(self._generation, server)

@@ -107,10 +107,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from voxgate import workers
     from voxgate.app import serve
 
     flags = {option.field: getattr(args, option.field) for option in config.OPTIONS}
     settings = config.load(os.environ, flags)
+    workers.lift_open_files_limit()
+    if settings.workers > 1 and not workers.is_worker(os.environ):
+        # The parent only supervises; each worker sets up its own logs and telemetry.
+        logs.configure(
+            settings.log_level,
+            [settings.api_key.reveal()] if settings.api_key else [],
+            json_lines=settings.log_format == "json",
+        )
+        try:
+            return asyncio.run(workers.supervise(settings, flags))
+        except workers.WorkerFailed as exc:
+            print(f"voxgate: {exc}", file=sys.stderr)
+            return 1
     tracing = telemetry.from_env()
     logs.configure(
         settings.log_level,

@@ -86,6 +86,7 @@ class Settings:
     http_first_byte_timeout_s: float = 60.0
     http_total_timeout_s: float = 300.0
     dev_upstream_token_interval_ms: float = 20.0
+    workers: int = 1
     api_key: Secret | None = None
 
     @property
@@ -338,6 +339,12 @@ OPTIONS: tuple[Option, ...] = (
         "VOXGATE_LOG_FORMAT",
         _log_format,
         "text, or json: one object a line with trace_id and span_id when a span is current",
+    ),
+    Option(
+        "workers",
+        "VOXGATE_WORKERS",
+        _positive_int,
+        "server processes sharing the listen port (SO_REUSEPORT), each with its own pool",
     ),
     Option(
         "dev_upstream_rtf",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -155,12 +155,13 @@ class Synthesizer:
             # at once, so the 23 s inter-message limit can never trip [DOC §1.10].
             await self._send(task.continue_task(text))
             await self._send(task.finish_task())
-            while True:
-                frame = await self._recv()
-                if isinstance(frame, bytes):
-                    yield task.receive_audio(frame).data
-                elif isinstance(task.receive_text(frame), TaskFinished):
-                    return
+            with _SilenceWatchdog(self._endpoint.frame_timeout_s) as watchdog:
+                while True:
+                    frame = await watchdog.guard(self._recv())
+                    if isinstance(frame, bytes):
+                        yield task.receive_audio(frame).data
+                    elif isinstance(task.receive_text(frame), TaskFinished):
+                        return
         finally:
             self._busy = False
             if task.state is not TaskState.FINISHED:
@@ -188,12 +189,57 @@ class Synthesizer:
 
     async def _recv(self) -> str | bytes:
         try:
-            async with asyncio.timeout(self._endpoint.frame_timeout_s):
-                return await self._ws.recv()
+            return await self._ws.recv()
         except ConnectionClosed as exc:
             raise ConnectionLost(f"upstream connection closed mid-task: {_describe(exc)}") from None
-        except TimeoutError:
-            raise ConnectionLost(f"upstream sent nothing for {self._endpoint.frame_timeout_s:.3g}s") from None
+
+
+class _SilenceWatchdog:
+    """Fails a task's receive loop once the upstream sent nothing for ``limit_s`` while we waited.
+
+    ``asyncio.timeout`` around every frame pushes a timer onto the loop's heap and
+    cancels it again: ~7 us per frame, two frames per audio chunk, about 5 % of
+    voxgate's CPU per stream (docs/benchmarks.md). Here a frame costs two clock reads;
+    one timer wakes at most once per ``limit_s`` and re-arms itself from the latest
+    activity. Time spent outside :meth:`guard` (the caller writing audio to a slow
+    gRPC reader) never counts as upstream silence.
+    """
+
+    def __init__(self, limit_s: float) -> None:
+        self._limit_s = limit_s
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._waiting_since: float | None = None
+        self._expired = False
+        self._timer = self._loop.call_at(self._loop.time() + limit_s, self._check)
+
+    def __enter__(self) -> _SilenceWatchdog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+    async def guard(self, receive: Awaitable[str | bytes]) -> str | bytes:
+        """Await ``receive``; raise :class:`ConnectionLost` if the silence limit passes first."""
+        self._waiting_since = self._loop.time()
+        try:
+            return await receive
+        except asyncio.CancelledError:
+            # Our own cancel (and nobody else's too): the silence limit passed.
+            if self._expired and self._task is not None and self._task.uncancel() == 0:
+                raise ConnectionLost(f"upstream sent nothing for {self._limit_s:.3g}s") from None
+            raise
+        finally:
+            self._waiting_since = None
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        since = self._waiting_since
+        if since is not None and now - since >= self._limit_s and self._task is not None:
+            self._expired = True
+            self._task.cancel()
+            return
+        self._timer = self._loop.call_at((since if since is not None else now) + self._limit_s, self._check)
 
 
 def _describe(exc: ConnectionClosed) -> str:
