@@ -104,7 +104,8 @@ class App:
             config=settings.pool_config(),
             listeners=listeners,
         )
-        peak.observe(self._pool.stats)
+        pool = self._pool
+        peak.observe(lambda: pool.in_use)
         if pool_telemetry is not None:
             pool_telemetry.observe(self._pool.stats)
         self._stats.add_pool(TTS_POOL, self._pool.stats, peak)

@@ -24,14 +24,15 @@ class PeakInUse:
 
     def __init__(self) -> None:
         self.peak = 0
-        self._stats: StatsSource | None = None
+        self._in_use: Callable[[], int] | None = None
 
-    def observe(self, stats: StatsSource) -> None:
-        self._stats = stats
+    def observe(self, in_use: Callable[[], int]) -> None:
+        """``in_use`` counts the connections lent now; it runs on every lease, so keep it cheap."""
+        self._in_use = in_use
 
     def on_event(self, event: PoolEvent) -> None:
-        if isinstance(event, LeaseGranted) and self._stats is not None:
-            self.peak = max(self.peak, self._stats().in_use)
+        if isinstance(event, LeaseGranted) and self._in_use is not None:
+            self.peak = max(self.peak, self._in_use())
 
 
 class StatsService(stats_pb2_grpc.StatsServiceServicer):

@@ -392,6 +392,11 @@ class Pool(Generic[C]):
         return self._open_count() >= self.config.effective_ready_min
 
     @property
+    def in_use(self) -> int:
+        """Pooled connections lent right now (overflow connections not counted); cheaper than stats()."""
+        return len(self._in_use)
+
+    @property
     def serving(self) -> bool:
         """Ready once, not rejected by the upstream, not closing: what a readiness probe wants."""
         return self._serving
