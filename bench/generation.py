@@ -5,7 +5,7 @@ connections opened per 1000 requests (counted at the upstream).
 processes, then for each concurrency level runs:
 
 * **direct**: the load generator's own shared aiohttp session, streaming SSE from the
-  embedded upstream with voxgate's :class:`~voxgate.llm.client.GenerationClient`: the floor.
+  embedded upstream with voxgate's :class:`~voxgate.generation.client.GenerationClient`: the floor.
 * **voxgate**: the same prompts through ``GenerateStream`` (gRPC, voxgate's shared session).
 
 Time to first token is client-side: request sent → first non-empty delta received.
@@ -22,10 +22,10 @@ import time
 from bench.common import Sample, closed_loop, summarize, upstream_stats
 from bench.procs import Child
 from voxgate.client import Client
+from voxgate.generation.client import GenerationClient
+from voxgate.generation.protocol import GenerationParams, Message
+from voxgate.generation.session import HttpConfig, open_session
 from voxgate.generation.v1 import generation_pb2
-from voxgate.llm.client import GenerationClient
-from voxgate.llm.protocol import GenerationParams, Message
-from voxgate.llm.session import HttpConfig, open_session
 
 MODEL = "local-echo"
 PROMPTS = (

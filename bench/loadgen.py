@@ -36,8 +36,8 @@ import grpc
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.stats import STATUS_OK, Sample
+from voxgate.speech.protocol import SynthesisParams, SynthesisTask, TaskFailure, TaskFinished, TaskStarted
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
-from voxgate.tts.protocol import SynthesisParams, SynthesisTask, TaskFailure, TaskFinished, TaskStarted
 
 TEXTS = (
     "Hello world.",

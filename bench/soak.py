@@ -31,8 +31,8 @@ import grpc
 from voxgate import config
 from voxgate.app import App
 from voxgate.client import Client
-from voxgate.devupstream import DevUpstream, Faults, UpstreamOptions
 from voxgate.speech.v1 import speech_pb2
+from voxgate_dev import DevUpstream, Faults, UpstreamOptions
 
 FAULT_KINDS = (
     Faults(drop_after_bytes=0),

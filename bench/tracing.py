@@ -3,7 +3,7 @@
 One embedded upstream process and two voxgate server processes side by side: one
 with telemetry off (no ``OTEL_*`` endpoint: no interceptor, no exporter), one with
 every request traced (``OTEL_TRACES_SAMPLER=always_on``) and metrics on, exporting
-over OTLP/gRPC to a local receiver process (``python -m voxgate.devupstream.otlp``,
+over OTLP/gRPC to a local receiver process (``python -m support.otlp``,
 standing in for a collector). The same tasks run through both in alternating rounds,
 so drift on a shared machine hits both alike.
 
@@ -29,6 +29,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.common import closed_loop
 from bench.loadgen import TEXTS
@@ -60,6 +61,12 @@ class Server(Child):
     def cpu_s(self) -> float:
         """User + system CPU seconds so far (Linux /proc)."""
         return cpu_seconds(self.pid)
+
+
+def _with_tests_on_path(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with ``tests/`` on PYTHONPATH: the OTLP receiver is test support, not part of voxgate."""
+    tests_dir = str(Path(__file__).resolve().parent.parent / "tests")
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, env.get("PYTHONPATH")]))}
 
 
 async def timed_task(client: Client, text: str) -> Timing:
@@ -106,7 +113,7 @@ async def run(args: argparse.Namespace) -> None:
     )
     server_env = {**env, "DASHSCOPE_API_KEY": key, "DASHSCOPE_WEBSOCKET_BASE_URL": ws_url}
     receiver = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voxgate.devupstream.otlp", env=env, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "support.otlp", env=_with_tests_on_path(env), stdout=asyncio.subprocess.PIPE
     )
     assert receiver.stdout is not None
     endpoint = (await receiver.stdout.readline()).decode().rsplit(" ", 1)[-1].strip()

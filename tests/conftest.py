@@ -3,7 +3,7 @@
 Shared by tests/integration and tests/faults (unit tests define their own fixtures).
 
 ``gateway`` runs the real :class:`~voxgate.app.App` (gRPC server, pool, servicer) in
-the test's event loop against a real :class:`~voxgate.devupstream.DevUpstream`;
+the test's event loop against a real :class:`~voxgate_dev.DevUpstream`;
 tests talk to it through the real client over a TCP socket.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from harness import API_KEY, gateway_settings, running_gateway
 from voxgate.app import App
 from voxgate.client import Client
-from voxgate.devupstream import DevUpstream, Faults, UpstreamOptions
+from voxgate_dev import DevUpstream, Faults, UpstreamOptions
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from voxgate import config
 from voxgate.app import App
 from voxgate.client import Client
-from voxgate.devupstream import DevUpstream
 from voxgate.speech.v1 import speech_pb2
+from voxgate_dev import DevUpstream
 
 API_KEY = "sk-test-" + os.urandom(8).hex()
 TEXT = "Hello world. This is voxgate, speaking through a warm pool of connections."

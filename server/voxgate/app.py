@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 import signal
+from typing import TYPE_CHECKING
 
 import aiohttp
 import grpc
@@ -18,25 +19,29 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from voxgate.config import Settings
-from voxgate.devupstream import DevUpstream, UpstreamOptions
+from voxgate.generation.client import GenerationClient
+from voxgate.generation.servicer import GenerationService
+from voxgate.generation.session import open_session
+from voxgate.generation.telemetry import GenerationTelemetry
 from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
-from voxgate.instrument.generation import GenerationTelemetry
-from voxgate.instrument.pool import PoolTelemetry
-from voxgate.instrument.rpc import RpcInterceptor
-from voxgate.instrument.speech import SpeechTelemetry
-from voxgate.llm.client import GenerationClient
-from voxgate.llm.session import open_session
-from voxgate.service.generation import GenerationService
-from voxgate.service.retry import RetryPolicy
-from voxgate.service.speech import SpeechService
-from voxgate.service.stats import PeakInUse, StatsService
-from voxgate.service.validation import Defaults
+from voxgate.observability.telemetry import Telemetry
+from voxgate.observability.telemetry import disabled as telemetry_off
+from voxgate.pool.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
+from voxgate.pool.telemetry import PoolTelemetry
+from voxgate.rpc.interceptor import RpcInterceptor
+from voxgate.rpc.retry import RetryPolicy
+from voxgate.speech.connection import Endpoint, HandshakeRejected, Synthesizer
+from voxgate.speech.servicer import SpeechService
+from voxgate.speech.telemetry import SpeechTelemetry
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
+from voxgate.speech.validation import Defaults
+from voxgate.stats.servicer import PeakInUse, StatsService
 from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
-from voxgate.telemetry import Telemetry
-from voxgate.telemetry import disabled as telemetry_off
-from voxgate.tts.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
-from voxgate.tts.synthesizer import Endpoint, HandshakeRejected, Synthesizer
+
+if TYPE_CHECKING:
+    # Only for annotations: the embedded upstream (numpy, espeak-ng, lameenc) is imported in
+    # start() when no API key is set, so a production process never loads it.
+    from voxgate_dev import DevUpstream
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +164,8 @@ class App:
         if settings.api_key is None:
             # The embedded default: a loopback upstream with a key only we know.
             api_key = "sk-local-" + secrets.token_hex(16)
+            from voxgate_dev import DevUpstream, UpstreamOptions
+
             self.dev_upstream = DevUpstream(
                 UpstreamOptions(
                     api_key=api_key,

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from voxgate import __version__, config, logs, telemetry
+from voxgate import __version__, config
 from voxgate.generation.v1 import generation_pb2
-from voxgate.service.validation import WIRE_TO_FORMAT as FORMATS
+from voxgate.observability import logs, telemetry
 from voxgate.speech.v1 import speech_pb2
+from voxgate.speech.validation import WIRE_TO_FORMAT as FORMATS
 from voxgate.stats.v1 import stats_pb2
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     dev = commands.add_parser(
         "dev-upstream", help="run the embedded DashScope-compatible upstream on its own"
     )
-    from voxgate import devupstream
+    import voxgate_dev as devupstream
 
     devupstream.add_arguments(dev)
     dev.set_defaults(handler=_dev_upstream)
@@ -267,7 +268,7 @@ def _usage_line(usage: generation_pb2.Usage) -> str:
 
 
 def _dev_upstream(args: argparse.Namespace) -> int:
-    from voxgate import devupstream
+    import voxgate_dev as devupstream
 
     logs.configure("INFO", [os.environ.get(config.API_KEY_ENV, "")])
     asyncio.run(devupstream.serve(devupstream.options_from_args(args)))

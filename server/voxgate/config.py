@@ -16,15 +16,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from voxgate.llm.session import HttpConfig
-from voxgate.tts.pool import OVERFLOW_POLICIES, OVERFLOW_WAIT, PoolConfig
+from voxgate.generation.session import HttpConfig
+from voxgate.pool.pool import OVERFLOW_POLICIES, OVERFLOW_WAIT, PoolConfig
 
 API_KEY_ENV = "DASHSCOPE_API_KEY"
 DEFAULT_WS_URL = "wss://dashscope.aliyuncs.com/api-ws/v1/inference"
 DEFAULT_HTTP_URL = "https://dashscope.aliyuncs.com/api/v1"
 DEFAULT_GENERATION_MODEL = "qwen-plus"
 EMBEDDED_GENERATION_MODEL = "local-echo"
-"""The embedded upstream's only model (voxgate.devupstream.local_model)."""
+"""The embedded upstream's only model (voxgate_dev.local_model)."""
 
 
 class ConfigError(ValueError):

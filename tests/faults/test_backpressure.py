@@ -13,8 +13,8 @@ import asyncio
 
 from harness import API_KEY, TEXT, Request, gateway_settings, running_gateway, wait_until
 from voxgate.client import Client
-from voxgate.devupstream import DevUpstream, UpstreamOptions
 from voxgate.speech.v1 import speech_pb2
+from voxgate_dev import DevUpstream, UpstreamOptions
 
 LONG_TEXT = " ".join([TEXT] * 200)  # ~15,000 characters (limit: 20,000): ~15 minutes of speech
 SAMPLE_RATE = 48_000  # 96 kB of PCM per second of speech: a ~88 MB clip

@@ -30,8 +30,8 @@ from harness import (
 )
 from voxgate.app import LIVENESS_SERVICE, App
 from voxgate.client import Client
-from voxgate.devupstream import DevUpstream, Faults, UpstreamOptions
 from voxgate.speech.v1 import speech_pb2
+from voxgate_dev import DevUpstream, Faults, UpstreamOptions
 
 PCM = speech_pb2.AUDIO_FORMAT_PCM
 if TYPE_CHECKING:

@@ -22,13 +22,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from voxgate.devupstream import DevUpstream, Faults, UpstreamOptions
-from voxgate.tts.protocol import (
+from voxgate.speech.protocol import (
     ERROR_INVALID_ACTION_RUN_TASK,
     ERROR_INVALID_TEXT,
     ERROR_RATE_LIMITED,
     weighted_length,
 )
+from voxgate_dev import DevUpstream, Faults, UpstreamOptions
 
 KEY = "sk-local-test"
 MODEL = "cosyvoice-v3-flash"
@@ -740,7 +740,7 @@ async def test_module_runs_as_a_process_with_the_env_key(http: aiohttp.ClientSes
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "voxgate.devupstream",
+        "voxgate_dev",
         "--port",
         "0",
         env=env,

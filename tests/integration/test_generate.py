@@ -17,14 +17,14 @@ import pytest
 from harness import gateway_settings, running_gateway
 from voxgate.app import App
 from voxgate.client import Client
-from voxgate.devupstream import DevUpstream, GenerationFaults
 from voxgate.generation.v1 import generation_pb2 as pb
-from voxgate.service.errors import (
+from voxgate.rpc.errors import (
     MD_TEXT_CHARS_SENT,
     MD_UPSTREAM_CODE,
     MD_UPSTREAM_HTTP_STATUS,
     MD_UPSTREAM_REQUEST_ID,
 )
+from voxgate_dev import DevUpstream, GenerationFaults
 
 PROMPT = "Tell me about connection pools"
 ANSWER = "Hello! You said: Tell me about connection pools"  # local-echo's documented answer

@@ -15,8 +15,8 @@ import pytest
 
 from harness import API_KEY
 from voxgate.client import Client
-from voxgate.devupstream import DevUpstream, UpstreamOptions
 from voxgate.generation.v1 import generation_pb2 as pb
+from voxgate_dev import DevUpstream, UpstreamOptions
 
 TOKEN_INTERVAL_MS = 1000
 LONG_PROMPT = " ".join(["word"] * 200)  # ~200 tokens at 1 s each: minutes, not seconds

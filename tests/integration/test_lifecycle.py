@@ -12,8 +12,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from harness import API_KEY, TEXT, Request, collect, gateway_settings, health_status, running_gateway
 from voxgate.app import App
 from voxgate.client import Client
-from voxgate.devupstream import DevUpstream, Faults, UpstreamOptions
 from voxgate.speech.v1 import speech_pb2
+from voxgate_dev import DevUpstream, Faults, UpstreamOptions
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from harness import API_KEY, Request, child_env, collect
 from voxgate.app import App
 from voxgate.client import Client
-from voxgate.devupstream import UpstreamOptions
 from voxgate.speech.v1 import speech_pb2
 from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
+from voxgate_dev import UpstreamOptions
 
 SHORT = "Hello world, held for a moment."
 

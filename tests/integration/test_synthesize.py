@@ -15,9 +15,9 @@ from audio_checks import pcm_rms, pcm_seconds, read_mp3, read_wav
 from harness import TEXT, Request, collect, gateway_settings, running_gateway
 from voxgate.app import App
 from voxgate.client import Client, patch_wav_sizes
-from voxgate.devupstream import DevUpstream
-from voxgate.service.errors import MD_AUDIO_BYTES_SENT, MD_UPSTREAM_CODE
+from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, MD_UPSTREAM_CODE
 from voxgate.speech.v1 import speech_pb2
+from voxgate_dev import DevUpstream
 
 SENTENCES = 2
 # espeak-ng speaks ~175 words per minute: 12 words take a few seconds, not milliseconds or minutes.

@@ -14,8 +14,8 @@ import pytest
 from harness import API_KEY, TEXT, Request, collect, gateway_settings, running_gateway
 from voxgate.app import App
 from voxgate.client import Client
-from voxgate.devupstream import DevUpstream, UpstreamOptions
 from voxgate.speech.v1 import speech_pb2
+from voxgate_dev import DevUpstream, UpstreamOptions
 
 
 @pytest.fixture

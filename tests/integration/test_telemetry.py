@@ -1,6 +1,6 @@
 """Traces, metrics and logs of a real voxgate process, as an OTLP receiver gets them.
 
-One run for the module: a real OTLP/gRPC receiver (``voxgate.devupstream.otlp``, the
+One run for the module: a real OTLP/gRPC receiver (``support.otlp``, the
 TraceService and MetricsService of opentelemetry-proto on loopback), the embedded
 upstream in this process with a real-looking API key, and ``voxgate serve`` as a child
 process with that key, JSON logs at DEBUG and ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at
@@ -31,10 +31,10 @@ import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 from harness import TEXT, Process, child_env, wait_serving
-from voxgate.devupstream import DevUpstream, Faults, GenerationFaults, UpstreamOptions
-from voxgate.devupstream.otlp import OtlpReceiver, ReceivedSpan, attributes
+from support.otlp import OtlpReceiver, ReceivedSpan, attributes
 from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
+from voxgate_dev import DevUpstream, Faults, GenerationFaults, UpstreamOptions
 
 SECRET = "sk-" + os.urandom(16).hex()  # the shape of a real DashScope key
 SYNTHESIZE = "voxgate.speech.v1.SpeechService/Synthesize"

@@ -13,12 +13,12 @@ import grpc
 import pytest
 
 from harness import API_KEY, TEXT, Request, gateway_settings, pool_back_to_size, wait_serving
-from voxgate import telemetry
+from support.otlp import OtlpReceiver, ReceivedSpan, attributes
 from voxgate.app import App
 from voxgate.client import Client
-from voxgate.devupstream import DevUpstream, UpstreamOptions
-from voxgate.devupstream.otlp import OtlpReceiver, ReceivedSpan, attributes
+from voxgate.observability import telemetry
 from voxgate.speech.v1 import speech_pb2
+from voxgate_dev import DevUpstream, UpstreamOptions
 
 PCM = speech_pb2.AUDIO_FORMAT_PCM
 TRACE_ID, PARENT = "c0" * 16, "c1" * 8

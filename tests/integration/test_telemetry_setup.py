@@ -1,7 +1,7 @@
 """``telemetry.from_env``: the OTEL_* variables alone decide what is exported, where and how.
 
 Exports go to real receivers on loopback: the OTLP/gRPC one from
-``voxgate.devupstream.otlp`` and, for ``http/protobuf``, a small aiohttp server that
+``support.otlp`` and, for ``http/protobuf``, a small aiohttp server that
 decodes the same protobuf messages the OTLP/HTTP spec posts to ``/v1/traces`` and
 ``/v1/metrics``.
 """
@@ -25,8 +25,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from voxgate import telemetry
-from voxgate.devupstream.otlp import OtlpReceiver
+from support.otlp import OtlpReceiver
+from voxgate.observability import telemetry
 
 
 def clear_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:

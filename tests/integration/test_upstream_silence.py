@@ -10,8 +10,8 @@ import pytest
 
 from harness import API_KEY, TEXT, Request, collect
 from voxgate.client import Client
-from voxgate.devupstream import UpstreamOptions
 from voxgate.speech.v1 import speech_pb2
+from voxgate_dev import UpstreamOptions
 
 FRAME_TIMEOUT_S = 0.5
 

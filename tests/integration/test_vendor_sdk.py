@@ -20,8 +20,8 @@ import websocket
 from dashscope.audio.tts_v2 import AudioFormat, ResultCallback, SpeechSynthesizer, SpeechSynthesizerObjectPool
 from dashscope.common.error import RequestFailure
 
-from voxgate.devupstream import DevUpstream, Faults, UpstreamOptions
-from voxgate.tts.protocol import ERROR_INVALID_ACTION_RUN_TASK, ERROR_RATE_LIMITED
+from voxgate.speech.protocol import ERROR_INVALID_ACTION_RUN_TASK, ERROR_RATE_LIMITED
+from voxgate_dev import DevUpstream, Faults, UpstreamOptions
 
 KEY = "sk-vendor-sdk-test"
 MODEL = "cosyvoice-v3-flash"

@@ -16,7 +16,7 @@ from typing import Any
 import dashscope
 import pytest
 
-from voxgate.devupstream import DevUpstream, Faults, GenerationFaults, UpstreamOptions
+from voxgate_dev import DevUpstream, Faults, GenerationFaults, UpstreamOptions
 
 # Untyped on purpose: the SDK's annotations disagree with what it does (messages as plain
 # dicts are documented; AioGeneration.call(stream=True) returns an async generator).

@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from harness import API_KEY, TEXT, Process, child_env, wait_serving
-from voxgate.devupstream import DevUpstream
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
+from voxgate_dev import DevUpstream
 
 MAX_CHANNELS = 64
 """Each channel is a new TCP connection the kernel hashes to one worker; 64 all landing on

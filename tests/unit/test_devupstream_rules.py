@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from voxgate.devupstream import Faults, GenerationFaults, UpstreamOptions, add_arguments, options_from_args
-from voxgate.devupstream.faults import NO_FAULTS, FaultSwitch
-from voxgate.devupstream.text import SentenceBuffer, espeak_language
-from voxgate.devupstream.tts_request import RequestError, parse_run_task
+from voxgate_dev import Faults, GenerationFaults, UpstreamOptions, add_arguments, options_from_args
+from voxgate_dev.faults import NO_FAULTS, FaultSwitch
+from voxgate_dev.speech_request import RequestError, parse_run_task
+from voxgate_dev.text import SentenceBuffer, espeak_language
 
 # --- segmentation --------------------------------------------------------------------------------
 

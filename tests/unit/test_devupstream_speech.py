@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voxgate.devupstream.audio import Mp3Encoder, WavEncoder, new_encoder, wav_header
-from voxgate.devupstream.speech import NATIVE_SAMPLE_RATE, Voice, get_engine, resample
+from voxgate_dev.audio import Mp3Encoder, WavEncoder, new_encoder, wav_header
+from voxgate_dev.espeak import NATIVE_SAMPLE_RATE, Voice, get_engine, resample
 
 TEXT = "Hello there, this is a test of the local upstream."
 

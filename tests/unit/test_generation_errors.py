@@ -7,9 +7,9 @@ import random
 import grpc
 import pytest
 
-from voxgate.llm.protocol import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
-from voxgate.service.errors import MD_UPSTREAM_CODE, MD_UPSTREAM_REQUEST_ID, classify
-from voxgate.service.retry import RetryPolicy
+from voxgate.generation.protocol import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
+from voxgate.rpc.errors import MD_UPSTREAM_CODE, MD_UPSTREAM_REQUEST_ID, classify
+from voxgate.rpc.retry import RetryPolicy
 
 Code = grpc.StatusCode
 

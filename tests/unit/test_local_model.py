@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from voxgate.devupstream import Faults, GenerationFaults
-from voxgate.devupstream.faults import FaultSwitch
-from voxgate.devupstream.local_model import answer, tokenize
+from voxgate_dev import Faults, GenerationFaults
+from voxgate_dev.faults import FaultSwitch
+from voxgate_dev.local_model import answer, tokenize
 
 CHAT = (("system", "Be brief."), ("user", "Say   hello"))
 

@@ -8,7 +8,7 @@ import logging
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from voxgate.logs import REDACTED, JsonFormatter, RedactingFilter
+from voxgate.observability.logs import REDACTED, JsonFormatter, RedactingFilter
 
 SECRET = "sk-abc123secret"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voxgate.llm.sse import SseEvent, SseParser
+from voxgate.generation.sse import SseEvent, SseParser
 
 RESULT = (
     b"id:1\nevent:result\n:HTTP_STATUS/200\n"

@@ -189,7 +189,7 @@ class _MetricsSink(metrics_service_pb2_grpc.MetricsServiceServicer):
 
 
 def main() -> None:
-    """``python -m voxgate.devupstream.otlp``: serve until SIGTERM/SIGINT, then print what arrived."""
+    """``python -m support.otlp``: serve until SIGTERM/SIGINT, then print what arrived."""
     import signal
 
     signals = {signal.SIGTERM, signal.SIGINT}

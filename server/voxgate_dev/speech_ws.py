@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from voxgate.tts.protocol import (
+from voxgate.speech.protocol import (
     ACTION_CONTINUE_TASK,
     ACTION_FINISH_TASK,
     ACTION_RUN_TASK,
@@ -44,15 +44,21 @@ from voxgate.tts.protocol import (
     weighted_length,
 )
 
-from . import tts_events
+from . import speech_events
 from .audio import Encoder, new_encoder
 from .auth import error_body, error_response, is_authorized, unauthorized
+from .espeak import SpeechEngine, SpeechError
 from .faults import Faults, FaultSwitch
 from .options import UpstreamOptions
-from .speech import SpeechEngine, SpeechError
+from .speech_request import (
+    CODE_INVALID_PARAMETER,
+    ERROR_MISSING_INPUT,
+    RequestError,
+    TaskSpec,
+    parse_run_task,
+)
 from .stats import Stats
 from .text import SentenceBuffer, is_ssml, strip_ssml
-from .tts_request import CODE_INVALID_PARAMETER, ERROR_MISSING_INPUT, RequestError, TaskSpec, parse_run_task
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +388,7 @@ class _Session:
             if task.faults.task_started_delay_ms:
                 await asyncio.sleep(task.faults.task_started_delay_ms / 1000)
             task.state = TaskState.STARTED
-            await self._send(tts_events.task_started(task.task_id))
+            await self._send(speech_events.task_started(task.task_id))
             self._stats.tasks_started += 1
             self._arm_gap(task)
             if task.faults.drop_after_bytes == 0:
@@ -399,7 +405,7 @@ class _Session:
             task.state = TaskState.ENDED
             self._task = None
             self._arm_idle()
-            await self._send(tts_events.task_finished(task.task_id, task.characters))
+            await self._send(speech_events.task_finished(task.task_id, task.characters))
             if task.cancelled.is_set():
                 self._stats.tasks_cancelled += 1
             self._stats.tasks_finished += 1
@@ -418,7 +424,9 @@ class _Session:
         index = task.next_index
         task.next_index += 1
         await self._send(
-            tts_events.sentence(task.task_id, index=index, kind=SENTENCE_BEGIN, original_text=sentence.text)
+            speech_events.sentence(
+                task.task_id, index=index, kind=SENTENCE_BEGIN, original_text=sentence.text
+            )
         )
         voice = task.spec.espeak_voice(sentence.text)
         pcm = await self._endpoint.engine.synthesize(sentence.text, voice, task.spec.sample_rate)
@@ -442,7 +450,7 @@ class _Session:
         text = strip_ssml(sentence.text) if voice.ssml else sentence.text
         task.characters += weighted_length(text)
         await self._send(
-            tts_events.sentence(
+            speech_events.sentence(
                 task.task_id,
                 index=index,
                 kind=SENTENCE_END,
@@ -464,7 +472,7 @@ class _Session:
         if faults.fail_after_bytes is not None and task.audio_bytes >= faults.fail_after_bytes:
             await self._fail(task.task_id, faults.fail_code, faults.fail_message)
             raise _TaskEnded
-        event = tts_events.sentence(task.task_id, index=index, kind=SENTENCE_SYNTHESIS)
+        event = speech_events.sentence(task.task_id, index=index, kind=SENTENCE_SYNTHESIS)
         async with self._send_lock:
             # N x (sentence-synthesis event immediately followed by one binary frame) [DOC §1.5].
             await self._ws.send_str(event)
@@ -498,7 +506,7 @@ class _Session:
             self._task = None
             self._stats.tasks_failed += 1
             with contextlib.suppress(ConnectionError):
-                await self._ws.send_str(tts_events.task_failed(task_id, code, message))
+                await self._ws.send_str(speech_events.task_failed(task_id, code, message))
         log.info("task %s failed: %s %s", task_id, code, message)
         self._start_close(_CLOSE_NORMAL, b"")
 

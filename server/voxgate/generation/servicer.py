@@ -1,9 +1,9 @@
 """The GenerationService servicer: validate, call the upstream (retrying before anything was
 sent), forward deltas as they arrive, map errors.
 
-No socket code here: :class:`~voxgate.llm.client.GenerationClient` speaks HTTP over the
-shared session, :mod:`voxgate.service.errors` decides every status code and
-:mod:`voxgate.service.retry` every retry.
+No socket code here: :class:`~voxgate.generation.client.GenerationClient` speaks HTTP over the
+shared session, :mod:`voxgate.rpc.errors` decides every status code and
+:mod:`voxgate.rpc.retry` every retry.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import Any, NoReturn
 
 import grpc
 
+from voxgate.generation.client import GenerationClient
+from voxgate.generation.protocol import GenerationParams, Result, Usage
+from voxgate.generation.telemetry import ChatSpan, GenerationTelemetry
 from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
-from voxgate.instrument.generation import ChatSpan, GenerationTelemetry
-from voxgate.llm.client import GenerationClient
-from voxgate.llm.protocol import GenerationParams, Result, Usage
-from voxgate.service.errors import MD_TEXT_CHARS_SENT, Failure, classify
-from voxgate.service.generation_validation import AnyGenerateRequest, generation_params
-from voxgate.service.retry import AttemptLog, RetryPolicy
-from voxgate.service.validation import InvalidRequest
+from voxgate.generation.validation import AnyGenerateRequest, generation_params
+from voxgate.rpc.errors import MD_TEXT_CHARS_SENT, Failure, classify
+from voxgate.rpc.retry import AttemptLog, RetryPolicy
+from voxgate.speech.validation import InvalidRequest
 
 log = logging.getLogger(__name__)
 

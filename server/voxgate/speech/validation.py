@@ -11,14 +11,14 @@ import math
 import re
 from dataclasses import dataclass
 
-from voxgate.speech.v1 import speech_pb2
-from voxgate.tts.protocol import (
+from voxgate.speech.protocol import (
     MAX_TEXT_CHARS_PER_CONTINUE,
     OPUS_SAMPLE_RATES,
     SAMPLE_RATES,
     SynthesisParams,
     weighted_length,
 )
+from voxgate.speech.v1 import speech_pb2
 
 WIRE_TO_FORMAT = {
     "pcm": speech_pb2.AUDIO_FORMAT_PCM,

@@ -2,9 +2,9 @@
 
 ``GenerationClient(session, base_url=..., api_key=...)``; ``await client.generate(params)``
 for one JSON answer, or ``async with contextlib.aclosing(client.stream(params)) as results``
-for SSE deltas. Every failure comes out as :class:`~voxgate.llm.protocol.UpstreamError`
-(the upstream said no), :class:`~voxgate.llm.protocol.UpstreamUnavailable` (no answer) or
-:class:`~voxgate.llm.protocol.UpstreamProtocolError`; aiohttp's own exceptions stay in here.
+for SSE deltas. Every failure comes out as :class:`~voxgate.generation.protocol.UpstreamError`
+(the upstream said no), :class:`~voxgate.generation.protocol.UpstreamUnavailable` (no answer) or
+:class:`~voxgate.generation.protocol.UpstreamProtocolError`; aiohttp's own exceptions stay in here.
 
 Connection discipline: a response read to its end goes back to the session's pool; one
 abandoned early (error, client cancel, deadline) is closed, never handed to the next call.

@@ -1,6 +1,6 @@
 """Options of the local upstream, and their command-line flags.
 
-``voxgate dev-upstream`` and ``python -m voxgate.devupstream`` both call
+``voxgate dev-upstream`` and ``python -m voxgate_dev`` both call
 :func:`add_arguments`, then :func:`options_from_args`, then ``serve()``.
 """
 
@@ -10,7 +10,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 
-from voxgate.tts.protocol import IDLE_CONNECTION_LIMIT_S, TEXT_GAP_LIMIT_S
+from voxgate.speech.protocol import IDLE_CONNECTION_LIMIT_S, TEXT_GAP_LIMIT_S
 
 from .faults import DEFAULT_FAIL_CODE, DEFAULT_FAIL_MESSAGE, Faults, GenerationFaults
 

@@ -4,7 +4,7 @@
 SSE when the request sends ``X-DashScope-SSE: enable`` or ``Accept: text/event-stream``,
 framed like the service (``id:``/``event:result``/``:HTTP_STATUS/200``/``data:``, no spaces,
 no ``[DONE]``, the stream ends after the chunk whose finish_reason is not "null"). The model
-is :mod:`~voxgate.devupstream.local_model`; faults come from :class:`GenerationFaults`.
+is :mod:`~voxgate_dev.local_model`; faults come from :class:`GenerationFaults`.
 
 It counts the TCP connections that carry generation requests (a connection is counted at
 its first request), so tests and the benchmark can see whether a client reuses them.
@@ -21,15 +21,15 @@ from typing import Any
 
 from aiohttp import web
 
-from voxgate.llm.protocol import FINISH_NOT_YET, GENERATION_PATH
+from voxgate.generation.protocol import FINISH_NOT_YET, GENERATION_PATH
 
 from .auth import error_body, error_response, is_authorized, unauthorized
 from .faults import FaultSwitch, GenerationFaults
 from .generation_request import GenerationSpec, parse_generation
 from .local_model import Answer, answer
 from .options import UpstreamOptions
+from .speech_request import RequestError
 from .stats import Stats
-from .tts_request import RequestError
 
 HTTP_API_PATH = "/api/v1"
 """Base path of DashScope's HTTP API (reference §2.1)."""

@@ -7,7 +7,7 @@ status code in the span, the request counter and the duration histogram.
 
 Why not ``opentelemetry-instrumentation-grpc``: its grpc.aio interceptor iterates a
 server-streaming handler with ``async for``, which breaks handlers that write with
-``context.write()`` (ours: see :mod:`voxgate.service.speech`), it proxies the context
+``context.write()`` (ours: see :mod:`voxgate.speech.servicer`), it proxies the context
 object on every call, and it records no metrics.
 """
 
@@ -24,8 +24,8 @@ from typing import Any, TypeAlias
 import grpc
 from opentelemetry import propagate, trace
 
-from voxgate import telemetry as names
-from voxgate.telemetry import Telemetry
+from voxgate.observability import telemetry as names
+from voxgate.observability.telemetry import Telemetry
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only

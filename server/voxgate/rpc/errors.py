@@ -12,10 +12,15 @@ from dataclasses import dataclass
 
 import grpc
 
-from voxgate.llm.protocol import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
-from voxgate.tts.pool import ClosedAfterOpen, ConnectFailed, PoolClosed, PoolTimeout
-from voxgate.tts.protocol import ERROR_INVALID_ACTION_RUN_TASK, ERROR_RATE_LIMITED, ProtocolError, TaskFailure
-from voxgate.tts.synthesizer import ConnectionLost, HandshakeRejected
+from voxgate.generation.protocol import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
+from voxgate.pool.pool import ClosedAfterOpen, ConnectFailed, PoolClosed, PoolTimeout
+from voxgate.speech.connection import ConnectionLost, HandshakeRejected
+from voxgate.speech.protocol import (
+    ERROR_INVALID_ACTION_RUN_TASK,
+    ERROR_RATE_LIMITED,
+    ProtocolError,
+    TaskFailure,
+)
 
 MD_UPSTREAM_CODE = "voxgate-upstream-code"
 MD_UPSTREAM_MESSAGE = "voxgate-upstream-message"

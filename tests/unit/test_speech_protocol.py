@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from voxgate.tts.protocol import (
+from voxgate.speech.protocol import (
     AudioReceived,
     ProtocolError,
     SentenceProgress,

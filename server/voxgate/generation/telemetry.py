@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 import aiohttp
 from opentelemetry import trace
 
-from voxgate import telemetry as names
-from voxgate.instrument.events import record_retry
-from voxgate.llm.protocol import GenerationParams, Result
-from voxgate.telemetry import Telemetry
+from voxgate.generation.protocol import GenerationParams, Result
+from voxgate.observability import telemetry as names
+from voxgate.observability.events import record_retry
+from voxgate.observability.telemetry import Telemetry
 
 PROVIDER = "dashscope"
 OPERATION = "chat"

@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from voxgate.generation.protocol import ROLES, GenerationParams, Message, Sampling
 from voxgate.generation.v1 import generation_pb2
-from voxgate.llm.protocol import ROLES, GenerationParams, Message, Sampling
-from voxgate.service.validation import InvalidRequest, check_name
+from voxgate.speech.validation import InvalidRequest, check_name
 
 MAX_STOP_SEQUENCES = 4
 MAX_SEED = 2**31 - 1

@@ -15,15 +15,15 @@ from typing import Any
 
 from aiohttp import web
 
-from voxgate.tts.protocol import WS_PATH
+from voxgate.speech.protocol import WS_PATH
 
 from .auth import error_response
+from .espeak import NATIVE_SAMPLE_RATE, Voice, get_engine
 from .faults import Faults, FaultSwitch
 from .generation import HTTP_API_PATH, GenerationEndpoint
 from .options import UpstreamOptions
-from .speech import NATIVE_SAMPLE_RATE, Voice, get_engine
+from .speech_ws import CLOSE_TIMEOUT_S, TtsEndpoint
 from .stats import Stats
-from .tts_ws import CLOSE_TIMEOUT_S, TtsEndpoint
 
 DEV_STATS_PATH = "/_dev/stats"
 DEV_FAULTS_PATH = "/_dev/faults"
@@ -103,7 +103,7 @@ class DevUpstream:
         return self._faults.faults
 
     def stats(self) -> dict[str, int]:
-        """A snapshot of the counters (see :class:`~voxgate.devupstream.stats.Stats`)."""
+        """A snapshot of the counters (see :class:`~voxgate_dev.stats.Stats`)."""
         if self._runner is not None and self._runner.server is not None:
             self._generation.count_open(self._runner.server.connections)
         return self._stats.snapshot()

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from voxgate import telemetry as names
-from voxgate.telemetry import Telemetry
-from voxgate.tts.pool import (
+from voxgate.observability import telemetry as names
+from voxgate.observability.telemetry import Telemetry
+from voxgate.pool.pool import (
     ConnectionEvicted,
     ConnectionOpened,
     LeaseGranted,

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import grpc
 
+from voxgate.pool.pool import LeaseGranted, PoolEvent, PoolStats
 from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
-from voxgate.tts.pool import LeaseGranted, PoolEvent, PoolStats
 
 Context = grpc.aio.ServicerContext[stats_pb2.GetStatsRequest, stats_pb2.GetStatsResponse]
 StatsSource = Callable[[], PoolStats]

@@ -1,6 +1,6 @@
 """One WebSocket connection to the CosyVoice service, running one task at a time.
 
-The adapter between :mod:`voxgate.tts.protocol` (which decides what to send and
+The adapter between :mod:`voxgate.speech.protocol` (which decides what to send and
 what a frame means) and the ``websockets`` library (which moves the bytes).
 Open one with :meth:`Synthesizer.connect`, run tasks with :meth:`Synthesizer.run`,
 and hand it back to the pool only if the last task reached ``FINISHED``.
@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
 from voxgate import __version__
-from voxgate.tts.protocol import ProtocolError, SynthesisTask, TaskFinished, TaskStarted, TaskState
+from voxgate.speech.protocol import ProtocolError, SynthesisTask, TaskFinished, TaskStarted, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,8 @@ class Synthesizer:
         """Run ``task`` with ``text``, yielding audio as each frame arrives.
 
         Returns normally only after ``task-finished`` (``task.state`` is then
-        ``FINISHED``). Raises :class:`~voxgate.tts.protocol.TaskFailure`,
-        :class:`ConnectionLost` or :class:`~voxgate.tts.protocol.ProtocolError`;
+        ``FINISHED``). Raises :class:`~voxgate.speech.protocol.TaskFailure`,
+        :class:`ConnectionLost` or :class:`~voxgate.speech.protocol.ProtocolError`;
         after any of those, or if the caller stops iterating early, the socket
         is marked broken and must be closed, not reused.
         """

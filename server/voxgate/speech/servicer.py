@@ -1,7 +1,7 @@
 """The SpeechService servicer: validate, borrow, stream, summarise, map errors.
 
-No socket code lives here; the pool lends :class:`~voxgate.tts.synthesizer.Synthesizer`
-connections and :mod:`voxgate.service.errors` decides every status code.
+No socket code lives here; the pool lends :class:`~voxgate.speech.connection.Synthesizer`
+connections and :mod:`voxgate.rpc.errors` decides every status code.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import NoReturn
 
 import grpc
 
-from voxgate.instrument.speech import SpeechTelemetry
-from voxgate.service.errors import MD_AUDIO_BYTES_SENT, Failure, classify
-from voxgate.service.retry import RetryPolicy
-from voxgate.service.validation import WIRE_TO_FORMAT, Defaults, InvalidRequest, synthesis_params
+from voxgate.pool.pool import Lease, Pool
+from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, Failure, classify
+from voxgate.rpc.retry import RetryPolicy
+from voxgate.speech.connection import Synthesizer
+from voxgate.speech.protocol import SynthesisParams, SynthesisTask
+from voxgate.speech.telemetry import SpeechTelemetry
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
-from voxgate.tts.pool import Lease, Pool
-from voxgate.tts.protocol import SynthesisParams, SynthesisTask
-from voxgate.tts.synthesizer import Synthesizer
+from voxgate.speech.validation import WIRE_TO_FORMAT, Defaults, InvalidRequest, synthesis_params
 
 log = logging.getLogger(__name__)
 

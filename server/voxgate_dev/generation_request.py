@@ -1,7 +1,7 @@
 """Parses a generation request body the way the service checks it (reference §2.3, §2.5).
 
 :func:`parse_generation` returns a :class:`GenerationSpec` or raises
-:class:`~voxgate.devupstream.tts_request.RequestError` with the code and message the
+:class:`~voxgate_dev.speech_request.RequestError` with the code and message the
 service uses, answered as HTTP 400.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .local_model import MODELS
-from .tts_request import CODE_INVALID_PARAMETER, RequestError
+from .speech_request import CODE_INVALID_PARAMETER, RequestError
 
 RESULT_FORMATS = ("text", "message")
 ERROR_EMPTY_MODEL = 'Required parameter "model" missing from request.'

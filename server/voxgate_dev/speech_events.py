@@ -12,7 +12,7 @@ import json
 import uuid
 from typing import Any
 
-from voxgate.tts.protocol import (
+from voxgate.speech.protocol import (
     EVENT_RESULT_GENERATED,
     EVENT_TASK_FAILED,
     EVENT_TASK_FINISHED,

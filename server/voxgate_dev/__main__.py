@@ -1,4 +1,4 @@
-"""``python -m voxgate.devupstream``: run the local upstream until SIGINT/SIGTERM."""
+"""``python -m voxgate_dev``: run the local upstream until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from . import add_arguments, options_from_args, serve
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m voxgate.devupstream",
+        prog="python -m voxgate_dev",
         description="DashScope CosyVoice-compatible WebSocket upstream on loopback, speaking with espeak-ng.",
     )
     add_arguments(parser)

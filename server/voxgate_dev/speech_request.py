@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from voxgate.tts.protocol import ERROR_INVALID_VOICE, FORMATS, SAMPLE_RATES
+from voxgate.speech.protocol import ERROR_INVALID_VOICE, FORMATS, SAMPLE_RATES
 
-from .speech import Voice
+from .espeak import Voice
 from .text import espeak_language, is_ssml
 
 CODE_INVALID_PARAMETER = "InvalidParameter"

@@ -3,8 +3,8 @@
 The servicer makes a few calls (:meth:`SpeechTelemetry.task` around each upstream
 task, :meth:`SpeechTelemetry.retry` before another attempt, :meth:`SpeechTelemetry.done`
 at the end); the RPC's server span is the current span throughout (see
-:mod:`voxgate.instrument.rpc`), and the pool's acquire spans come from
-:mod:`voxgate.instrument.pool`. With tracing off every call returns at once.
+:mod:`voxgate.rpc.interceptor`), and the pool's acquire spans come from
+:mod:`voxgate.pool.telemetry`. With tracing off every call returns at once.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from types import TracebackType
 
 from opentelemetry import trace
 
-from voxgate import telemetry as names
-from voxgate.instrument.events import record_retry
-from voxgate.telemetry import Telemetry
-from voxgate.tts.protocol import SynthesisTask
+from voxgate.observability import telemetry as names
+from voxgate.observability.events import record_retry
+from voxgate.observability.telemetry import Telemetry
+from voxgate.speech.protocol import SynthesisTask
 
 
 class TaskSpan:

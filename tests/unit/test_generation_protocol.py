@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from voxgate.llm.protocol import (
+from voxgate.generation.protocol import (
     GenerationParams,
     Message,
     Result,
