@@ -26,7 +26,7 @@ from voxgate.generation.telemetry import GenerationTelemetry
 from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
 from voxgate.observability.telemetry import Telemetry
 from voxgate.observability.telemetry import disabled as telemetry_off
-from voxgate.pool.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
+from voxgate.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
 from voxgate.pool.telemetry import PoolTelemetry
 from voxgate.rpc.interceptor import RpcInterceptor
 from voxgate.rpc.retry import RetryPolicy

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from voxgate.generation.session import HttpConfig
-from voxgate.pool.pool import OVERFLOW_POLICIES, OVERFLOW_WAIT, PoolConfig
+from voxgate.pool import OVERFLOW_POLICIES, OVERFLOW_WAIT, PoolConfig
 
 API_KEY_ENV = "DASHSCOPE_API_KEY"
 DEFAULT_WS_URL = "wss://dashscope.aliyuncs.com/api-ws/v1/inference"

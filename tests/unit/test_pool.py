@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from harness import wait_until
-from voxgate.pool.pool import (
+from voxgate.pool import (
     EVICT_CLOSED,
     EVICT_DISCARDED,
     EVICT_IDLE,

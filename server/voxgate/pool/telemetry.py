@@ -21,7 +21,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from voxgate.observability import telemetry as names
 from voxgate.observability.telemetry import Telemetry
-from voxgate.pool.pool import (
+from voxgate.pool import (
     ConnectionEvicted,
     ConnectionOpened,
     LeaseGranted,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import grpc
 
 from voxgate.generation.protocol import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
-from voxgate.pool.pool import ClosedAfterOpen, ConnectFailed, PoolClosed, PoolTimeout
+from voxgate.pool import ClosedAfterOpen, ConnectFailed, PoolClosed, PoolTimeout
 from voxgate.speech.connection import ConnectionLost, HandshakeRejected
 from voxgate.speech.protocol import (
     ERROR_INVALID_ACTION_RUN_TASK,

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import grpc
 
-from voxgate.pool.pool import Lease, Pool
+from voxgate.pool import Lease, Pool
 from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, Failure, classify
 from voxgate.rpc.retry import RetryPolicy
 from voxgate.speech.connection import Synthesizer

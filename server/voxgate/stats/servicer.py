@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import grpc
 
-from voxgate.pool.pool import LeaseGranted, PoolEvent, PoolStats
+from voxgate.pool import LeaseGranted, PoolEvent, PoolStats
 from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
 
 Context = grpc.aio.ServicerContext[stats_pb2.GetStatsRequest, stats_pb2.GetStatsResponse]
