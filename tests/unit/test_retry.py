@@ -81,6 +81,7 @@ async def run(
         policy=RetryPolicy(max_attempts, initial_backoff_s=BACKOFF_S, max_backoff_s=BACKOFF_S),
         classify=classify,
         sent_anything=lambda: sent_anything,
+        output="audio",
         deadline=None if deadline_after_s is None else time.now_s + deadline_after_s,
         clock=time.clock,
         sleep=time.sleep,

@@ -164,6 +164,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
                 policy=self._retry,
                 classify=generation_failure,
                 sent_anything=lambda: progress.deltas_sent > 0,
+                output="text",
                 deadline=progress.deadline,
             )
         except GaveUp as gave_up:

@@ -79,6 +79,7 @@ async def run_with_retries(
     policy: RetryPolicy,
     classify: Classifier,
     sent_anything: Callable[[], bool],
+    output: str,
     deadline: float | None,
     clock: Callable[[], float] | None = None,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
@@ -87,10 +88,10 @@ async def run_with_retries(
     """Await ``attempt(n)`` for n = 1, 2, … until one returns; return its result or raise :class:`GaveUp`.
 
     ``sent_anything()`` says whether the caller has received anything yet (a retry then would
-    duplicate it). ``deadline`` is the caller's deadline on ``clock`` (default: the running loop's
-    clock), None without one; attempts bound their own duration, this only keeps backoffs short of
-    it. Cancellation and :class:`grpc.aio.AbortError` (the attempt ended the RPC itself) pass
-    through untouched.
+    duplicate it); ``output`` names what it receives ("audio", "text") in the log. ``deadline``
+    is the caller's deadline on ``clock`` (default: the running loop's clock), None without one;
+    attempts bound their own duration, this only keeps backoffs short of it. Cancellation and
+    :class:`grpc.aio.AbortError` (the attempt ended the RPC itself) pass through untouched.
     """
     now = clock or asyncio.get_running_loop().time
     attempts_made = 0
@@ -113,7 +114,13 @@ async def run_with_retries(
             if delay_s is None:
                 raise GaveUp(failure, attempts_made) from exc
         _record_retry(attempts_made, failure.message, delay_s)
-        log.info("attempt %d failed (%s); retrying in %.2fs", attempts_made, failure.message, delay_s)
+        log.info(
+            "attempt %d failed before any %s (%s); retrying in %.2fs",
+            attempts_made,
+            output,
+            failure.message,
+            delay_s,
+        )
         await sleep(delay_s)
 
 

@@ -95,6 +95,7 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
                 policy=self._retry,
                 classify=speech_failure,
                 sent_anything=lambda: progress.audio_bytes > 0,
+                output="audio",
                 deadline=deadline_of(context),
             )
         except GaveUp as gave_up:
