@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from voxgate.rpc.errors import Failure, generic_failure
+from voxgate.rpc.errors import Failure, classifier
 from voxgate.rpc.retry import RETRY_HEADROOM_S, GaveUp, RetryPolicy, run_with_retries
 
 BACKOFF_S = 1.0
@@ -31,12 +31,15 @@ class Permanent(Exception):
     pass
 
 
-def classify(exc: BaseException) -> Failure:
+def feature_failure(exc: BaseException) -> Failure | None:
     if isinstance(exc, Transient):
         return Failure(grpc.StatusCode.UNAVAILABLE, f"transient: {exc}", retryable=True)
     if isinstance(exc, Permanent):
         return Failure(grpc.StatusCode.INVALID_ARGUMENT, f"permanent: {exc}")
-    return generic_failure(exc)
+    return None
+
+
+classify = classifier(feature_failure)
 
 
 class VirtualTime:

@@ -1,7 +1,8 @@
 """Generation failures as gRPC statuses: HTTP error replies, ``event:error``, no answer.
 
-:func:`generation_failure` is the Generate/GenerateStream classifier for :mod:`voxgate.rpc.retry`;
-what it does not recognise goes to :func:`voxgate.rpc.errors.generic_failure`.
+:func:`generation_failure` recognises them (for any RPC that generates); :data:`classify_generation`
+is the classifier of Generate and GenerateStream, with everything else mapped by
+:func:`voxgate.rpc.errors.generic_failure`.
 """
 
 from __future__ import annotations
@@ -17,23 +18,28 @@ from voxgate.rpc.errors import (
     MD_UPSTREAM_MESSAGE,
     MD_UPSTREAM_REQUEST_ID,
     TRANSIENT_CODES,
+    Classifier,
     Failure,
+    classifier,
     credentials_rejected,
-    generic_failure,
 )
 
 _QUOTA_EXHAUSTED_CODE = "Throttling.AllocationQuota"  # used up, not rate-limited: waiting will not help
 
 
-def generation_failure(exc: BaseException) -> Failure:
-    """Map a failure of the generation path to its status."""
+def generation_failure(exc: BaseException) -> Failure | None:
+    """The status of a failure of the generation path; None for any other exception."""
     if isinstance(exc, UpstreamError):
         return _upstream_error(exc)
     if isinstance(exc, UpstreamUnavailable):
         return Failure(grpc.StatusCode.UNAVAILABLE, str(exc), retryable=True)
     if isinstance(exc, UpstreamProtocolError):
         return Failure(grpc.StatusCode.INTERNAL, f"upstream protocol violation: {exc}", retryable=True)
-    return generic_failure(exc)
+    return None
+
+
+classify_generation: Classifier = classifier(generation_failure)
+"""Every exception of a Generate or GenerateStream call → its status."""
 
 
 def _upstream_error(exc: UpstreamError) -> Failure:

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import grpc
 
 from voxgate.generation.client import GenerationClient
-from voxgate.generation.errors import generation_failure
+from voxgate.generation.errors import classify_generation
 from voxgate.generation.protocol import GenerationParams, Result, Usage
 from voxgate.generation.telemetry import ChatSpan, GenerationTelemetry
 from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
@@ -162,7 +162,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
             return await run_with_retries(
                 attempt_once,
                 policy=self._retry,
-                classify=generation_failure,
+                classify=classify_generation,
                 sent_anything=lambda: progress.deltas_sent > 0,
                 output="text",
                 deadline=progress.deadline,

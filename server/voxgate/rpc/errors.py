@@ -1,9 +1,10 @@
 """Failures as gRPC statuses: the :class:`Failure` type, the metadata keys, the generic mapping.
 
-Each feature classifies its own exceptions (:func:`voxgate.speech.errors.speech_failure`,
-:func:`voxgate.generation.errors.generation_failure`) and hands everything else to
-:func:`generic_failure`, which knows only what every RPC shares: the caller's deadline and
-the pool. This module imports no feature, so a new RPC adds its classifier next to its code.
+Each feature recognises its own exceptions (:func:`voxgate.speech.errors.speech_failure`,
+:func:`voxgate.generation.errors.generation_failure`); :func:`classifier` chains those of an
+RPC's features and ends in :func:`generic_failure`, which knows only what every RPC shares:
+the caller's deadline and the pool. An RPC spanning features (generation piped into speech)
+chains both. This module imports no feature: a new one brings its own recogniser.
 """
 
 from __future__ import annotations
@@ -47,8 +48,23 @@ class Failure:
     retryable: bool = False
 
 
+FeatureClassifier = Callable[[BaseException], Failure | None]
+"""One feature's exceptions → :class:`Failure`; None for an exception that is not the feature's."""
 Classifier = Callable[[BaseException], Failure]
-"""A feature's exception → :class:`Failure` mapping; it ends in :func:`generic_failure`."""
+"""Any exception → :class:`Failure`: see :func:`classifier`."""
+
+
+def classifier(*features: FeatureClassifier) -> Classifier:
+    """The first of ``features`` that recognises an exception decides; else :func:`generic_failure`."""
+
+    def classify(exc: BaseException) -> Failure:
+        for feature in features:
+            failure = feature(exc)
+            if failure is not None:
+                return failure
+        return generic_failure(exc)
+
+    return classify
 
 
 def generic_failure(exc: BaseException) -> Failure:

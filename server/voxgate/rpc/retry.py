@@ -5,6 +5,10 @@ does: a unary call, a stream it forwards, a bidirectional exchange) and its feat
 Another attempt follows only for a retryable failure, while nothing has been sent to the caller,
 below the attempt limit, and when the backoff ends at least :data:`RETRY_HEADROOM_S` before
 the caller's deadline. Each retry is a ``voxgate.retry`` event on the RPC's span.
+
+"Sent" is the servicer's to define: a stream counts its first message out, and an RPC that
+consumes a request stream it cannot replay counts that too, since another attempt would
+start without it.
 """
 
 from __future__ import annotations

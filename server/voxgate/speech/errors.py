@@ -1,7 +1,7 @@
 """Synthesis failures as gRPC statuses: ``task-failed`` codes, lost and refused connections.
 
-:func:`speech_failure` is the Synthesize classifier for :mod:`voxgate.rpc.retry`; what it does
-not recognise goes to :func:`voxgate.rpc.errors.generic_failure`.
+:func:`speech_failure` recognises them (for any RPC that synthesizes); :data:`classify_speech`
+is Synthesize's classifier, with everything else mapped by :func:`voxgate.rpc.errors.generic_failure`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from voxgate.rpc.errors import (
     MD_UPSTREAM_CODE,
     MD_UPSTREAM_MESSAGE,
     TRANSIENT_CODES,
+    Classifier,
     Failure,
+    classifier,
     credentials_rejected,
-    generic_failure,
 )
 from voxgate.speech.connection import ConnectionLost, HandshakeRejected
 from voxgate.speech.protocol import (
@@ -29,8 +30,8 @@ from voxgate.speech.protocol import (
 )
 
 
-def speech_failure(exc: BaseException) -> Failure:
-    """Map a failure of the synthesis path to its status."""
+def speech_failure(exc: BaseException) -> Failure | None:
+    """The status of a failure of the synthesis path; None for any other exception."""
     if isinstance(exc, TaskFailure):
         return _task_failure(exc)
     if isinstance(exc, ConnectFailed):
@@ -41,7 +42,11 @@ def speech_failure(exc: BaseException) -> Failure:
         return Failure(grpc.StatusCode.UNAVAILABLE, str(exc), retryable=True)
     if isinstance(exc, ProtocolError):
         return Failure(grpc.StatusCode.INTERNAL, f"upstream protocol violation: {exc}", retryable=True)
-    return generic_failure(exc)
+    return None
+
+
+classify_speech: Classifier = classifier(speech_failure)
+"""Every exception of a Synthesize call → its status."""
 
 
 def _task_failure(exc: TaskFailure) -> Failure:

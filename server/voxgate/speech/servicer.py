@@ -19,7 +19,7 @@ from voxgate.pool import Lease, Pool
 from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, Failure
 from voxgate.rpc.retry import GaveUp, RetryPolicy, deadline_of, run_with_retries
 from voxgate.speech.connection import Synthesizer
-from voxgate.speech.errors import speech_failure
+from voxgate.speech.errors import classify_speech
 from voxgate.speech.protocol import SynthesisParams, SynthesisTask
 from voxgate.speech.telemetry import SpeechTelemetry
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
@@ -93,7 +93,7 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             summary = await run_with_retries(
                 lambda attempt: self._attempt(params, request.text, context, progress, attempt),
                 policy=self._retry,
-                classify=speech_failure,
+                classify=classify_speech,
                 sent_anything=lambda: progress.audio_bytes > 0,
                 output="audio",
                 deadline=deadline_of(context),
