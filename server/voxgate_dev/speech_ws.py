@@ -1,6 +1,6 @@
 """The CosyVoice duplex WebSocket endpoint of the local upstream (reference §1).
 
-:class:`TtsEndpoint` answers the upgrade (faults, auth) and runs one :class:`_Session` per
+:class:`SpeechEndpoint` answers the upgrade (faults, auth) and runs one :class:`_Session` per
 connection. A session has three kinds of activity, all on the event loop:
 
 * the reader (the handler's own task) reads client frames and changes task state;
@@ -85,7 +85,7 @@ def invalid_action(action: str) -> str:
     return f"Invalid action('{action}')! Please follow the protocol!"
 
 
-class TaskState(enum.Enum):
+class _ServedTaskState(enum.Enum):
     STARTING = "starting"  # run-task accepted, task-started not sent yet
     STARTED = "started"  # continue-task and finish-task allowed
     FINISHING = "finishing"  # finish-task received, draining sentences
@@ -104,7 +104,7 @@ class _Task:
     spec: TaskSpec
     faults: Faults
     encoder: Encoder
-    state: TaskState = TaskState.STARTING
+    state: _ServedTaskState = _ServedTaskState.STARTING
     buffer: SentenceBuffer = field(default_factory=SentenceBuffer)
     queue: asyncio.Queue[_Sentence | None] = field(default_factory=asyncio.Queue)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -121,7 +121,7 @@ class _TaskEnded(Exception):
     """Unwinds a runner whose task was ended by a fault (the connection is going away)."""
 
 
-class TtsEndpoint:
+class SpeechEndpoint:
     """The WS route. ``DevUpstream`` adds it to the app and calls :meth:`close_all` on stop."""
 
     def __init__(
@@ -205,7 +205,7 @@ class TtsEndpoint:
 class _Session:
     """One WebSocket connection, running one task at a time (many in sequence)."""
 
-    def __init__(self, endpoint: TtsEndpoint, ws: web.WebSocketResponse, request: web.Request) -> None:
+    def __init__(self, endpoint: SpeechEndpoint, ws: web.WebSocketResponse, request: web.Request) -> None:
         self._endpoint = endpoint
         self._options = endpoint.options
         self._stats = endpoint.stats
@@ -315,7 +315,7 @@ class _Session:
     def _task_for(self, task_id: str) -> _Task | None:
         """The started task this command addresses, or None if the command is illegal now."""
         task = self._task
-        if task is None or task.task_id != task_id or task.state is not TaskState.STARTED:
+        if task is None or task.task_id != task_id or task.state is not _ServedTaskState.STARTED:
             return None
         return task
 
@@ -377,7 +377,7 @@ class _Session:
             if task.sentences_queued == 0:
                 await self._fail(task_id, CODE_INVALID_PARAMETER, ERROR_INVALID_TEXT)
                 return
-        task.state = TaskState.FINISHING
+        task.state = _ServedTaskState.FINISHING
         task.queue.put_nowait(None)
 
     # -- the task runner -------------------------------------------------------------------
@@ -387,7 +387,7 @@ class _Session:
         try:
             if task.faults.task_started_delay_ms:
                 await asyncio.sleep(task.faults.task_started_delay_ms / 1000)
-            task.state = TaskState.STARTED
+            task.state = _ServedTaskState.STARTED
             await self._send(speech_events.task_started(task.task_id))
             self._stats.tasks_started += 1
             self._arm_gap(task)
@@ -402,7 +402,7 @@ class _Session:
                     await self._speak(task, sentence)
             # Mark the connection free BEFORE task-finished goes out: the client may send
             # its next run-task the moment it reads task-finished (pool reuse, §1.7).
-            task.state = TaskState.ENDED
+            task.state = _ServedTaskState.ENDED
             self._task = None
             self._arm_idle()
             await self._send(speech_events.task_finished(task.task_id, task.characters))
@@ -607,12 +607,12 @@ class _Session:
     def _arm_gap(self, task: _Task) -> None:
         """(Re)start the text-gap timer of a started task (23 s at the vendor, §1.10)."""
         self._disarm()
-        if not self._closing and task.state is TaskState.STARTED:
+        if not self._closing and task.state is _ServedTaskState.STARTED:
             self._timer = self._loop.call_later(self._options.text_gap_timeout_s, self._on_gap, task)
 
     def _on_gap(self, task: _Task) -> None:
         self._timer = None
-        if self._task is task and task.state is TaskState.STARTED and not self._closing:
+        if self._task is task and task.state is _ServedTaskState.STARTED and not self._closing:
             self._stats.text_gap_timeouts += 1
             gap_s = self._options.text_gap_timeout_s
             message = (

@@ -9,7 +9,7 @@ time to the first chunk, as an attribute and an event at that moment.
 What the shared aiohttp session did for the attempt (connection reused or opened, time
 queued for one) comes from an ``aiohttp.TraceConfig`` (:meth:`GenerationTelemetry.trace_config`):
 its signals fire inside the request, in the attempt's task, so the current span is the
-attempt's. Retries are events on the server span, as for Synthesize.
+attempt's. Retries are events on the server span, recorded by :mod:`voxgate.rpc.retry`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from opentelemetry import trace
 
 from voxgate.generation.protocol import GenerationParams, Result
 from voxgate.observability import telemetry as names
-from voxgate.observability.events import record_retry
 from voxgate.observability.telemetry import Telemetry
 
 PROVIDER = "dashscope"
@@ -149,9 +148,6 @@ class GenerationTelemetry:
         if sampling.stop:
             attributes[names.GEN_AI_REQUEST_STOP_SEQUENCES] = list(sampling.stop)
         return attributes
-
-    def retry(self, failed_attempt: int, reason: str, delay_s: float) -> None:
-        record_retry(failed_attempt, reason, delay_s)
 
     def done(self, model: str, result: Result, time_to_first_token_ms: float | None) -> None:
         """The RPC succeeded with ``result``; ``time_to_first_token_ms`` for a stream that sent text."""

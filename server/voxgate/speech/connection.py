@@ -28,15 +28,15 @@ _ORDINARY_CLOSE_CODES = (1001, 1012, 1013)
 USER_AGENT = f"voxgate/{__version__}; python/{platform.python_version()}; platform/{platform.system()}"
 
 
-class UpstreamError(Exception):
+class SpeechConnectionError(Exception):
     """Base of the failures of an upstream connection that are not ``task-failed``."""
 
 
-class ConnectionLost(UpstreamError):
+class ConnectionLost(SpeechConnectionError):
     """The socket closed, or went silent, before the task ended."""
 
 
-class HandshakeRejected(UpstreamError):
+class HandshakeRejected(SpeechConnectionError):
     """The service refused the WebSocket upgrade (401/403: our credentials)."""
 
     def __init__(self, status: int) -> None:
