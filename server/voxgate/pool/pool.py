@@ -30,279 +30,35 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+from voxgate.pool.config import OVERFLOW_OPEN, PoolConfig
+from voxgate.pool.errors import ClosedAfterOpen, ConnectFailed, PoolClosed, PoolTimeout
+from voxgate.pool.events import (
+    EVICT_CLOSED,
+    EVICT_DISCARDED,
+    EVICT_IDLE,
+    EVICT_LIFETIME,
+    EVICT_OVERFLOW,
+    EVICT_PING,
+    EVICT_REJECTED,
+    EVICT_SHUTDOWN,
+    ConnectionEvicted,
+    ConnectionFailed,
+    ConnectionOpened,
+    HealthChanged,
+    LeaseGranted,
+    LeaseHeldLong,
+    LeaseRefused,
+    PoolEvent,
+    PoolListener,
+    PoolStats,
+)
+from voxgate.pool.slot import Lease, Slot
 
 log = logging.getLogger(__name__)
 
 C = TypeVar("C")
-
-
-# --- errors ------------------------------------------------------------------------------
-
-
-class PoolError(Exception):
-    """Base of the errors :meth:`Pool.acquire` raises."""
-
-
-class PoolClosed(PoolError):
-    """The pool is draining or closed: it lends nothing more."""
-
-
-class PoolTimeout(PoolError):
-    """No connection became free within the acquire timeout."""
-
-
-class ConnectFailed(PoolError):
-    """Opening an upstream connection failed; ``__cause__`` holds the reason."""
-
-
-class ClosedAfterOpen(Exception):
-    """The upstream closed a fresh connection right after its handshake, before any use.
-
-    Typically a refusal the handshake did not express (quota, suspended account): a
-    ``__cause__`` of :class:`ConnectFailed`, and a reason for the pool to stop hammering.
-    """
-
-
-OVERFLOW_WAIT = "wait"
-"""When every connection is busy, wait FIFO up to ``acquire_timeout_s``."""
-OVERFLOW_OPEN = "overflow"
-"""When every connection is busy, open a temporary connection, closed after use (the vendor's way)."""
-OVERFLOW_POLICIES = (OVERFLOW_WAIT, OVERFLOW_OPEN)
-
-
-# --- configuration -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PoolConfig:
-    """Sizing and timing of a :class:`Pool`. Checks its own invariants."""
-
-    max_size: int = 8
-    min_idle: int | None = None
-    """Idle connections kept open ahead of demand; ``None`` means ``max_size``."""
-    ready_min: int | None = None
-    """Open connections needed before :meth:`Pool.wait_ready` returns; ``None`` means ``min_idle``."""
-    max_concurrent_connects: int = 4
-    acquire_timeout_s: float = 5.0
-    connect_timeout_s: float = 5.0
-    max_idle_s: float = 50.0
-    """Idle connections older than this are not lent: the upstream drops them at 60 s."""
-    max_lifetime_s: float = 600.0
-    lifetime_jitter: float = 0.1
-    """Each connection's lifetime is cut by up to this fraction, so they don't expire together."""
-    backoff_initial_s: float = 0.1
-    backoff_max_s: float = 10.0
-    """Ceiling of the connect backoff, and the probe interval while the upstream rejects us."""
-    ping_interval_s: float | None = 20.0
-    """Ping each idle connection this often; ``None`` (or no ``ping`` callback) disables it."""
-    ping_timeout_s: float = 20.0
-    """A ping without a pong within this evicts the connection (a dead or half-open peer)."""
-    housekeeping_interval_s: float = 1.0
-    """How often the housekeeper evicts, pings, refills and looks for leaks."""
-    overflow: str = OVERFLOW_WAIT
-    """:data:`OVERFLOW_WAIT` or :data:`OVERFLOW_OPEN`."""
-    leak_warning_s: float | None = 600.0
-    """Report a lease held longer than this (:class:`LeaseHeldLong`); ``None`` disables it."""
-    early_close_s: float = 2.0
-    """A connection closed by the upstream this soon after opening, unused, counts as a rejection."""
-
-    def __post_init__(self) -> None:
-        if self.max_size < 1:
-            raise ValueError(f"max_size must be >= 1, got {self.max_size}")
-        if not 0 <= self.effective_min_idle <= self.max_size:
-            raise ValueError(f"min_idle must be within [0, max_size={self.max_size}], got {self.min_idle}")
-        if not 0 <= self.effective_ready_min <= self.max_size:
-            raise ValueError(f"ready_min must be within [0, max_size={self.max_size}], got {self.ready_min}")
-        if self.max_concurrent_connects < 1:
-            raise ValueError(f"max_concurrent_connects must be >= 1, got {self.max_concurrent_connects}")
-        positive = (
-            "acquire_timeout_s",
-            "connect_timeout_s",
-            "max_idle_s",
-            "max_lifetime_s",
-            "ping_timeout_s",
-            "housekeeping_interval_s",
-            "early_close_s",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.lifetime_jitter < 1:
-            raise ValueError(f"lifetime_jitter must be within [0, 1), got {self.lifetime_jitter}")
-        if not 0 < self.backoff_initial_s <= self.backoff_max_s:
-            raise ValueError("backoff_initial_s must be > 0 and <= backoff_max_s")
-        for name in ("ping_interval_s", "leak_warning_s"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be > 0 or None, got {value}")
-        if self.overflow not in OVERFLOW_POLICIES:
-            raise ValueError(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {self.overflow!r}")
-
-    @property
-    def effective_min_idle(self) -> int:
-        return self.max_size if self.min_idle is None else self.min_idle
-
-    @property
-    def effective_ready_min(self) -> int:
-        return self.effective_min_idle if self.ready_min is None else self.ready_min
-
-
-# --- events for observers ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionOpened:
-    connect_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionFailed:
-    error: BaseException
-    backoff_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionEvicted:
-    reason: str
-    age_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseGranted:
-    wait_s: float
-    reused: bool
-    """The connection had already run a task."""
-    warm: bool
-    """The connection was open before the request asked: no connect on its path."""
-    age_s: float
-    queued: bool
-    overflow: bool = False
-    """A temporary connection outside the pool (overflow policy), closed after use."""
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseRefused:
-    reason: str
-    wait_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseHeldLong:
-    """A lease is out longer than ``leak_warning_s``: a stuck stream or a leak. Sent once per lease."""
-
-    held_s: float
-    age_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class HealthChanged:
-    """:attr:`Pool.serving` flipped; ``reason`` says why (for a readiness probe and the logs)."""
-
-    serving: bool
-    reason: str
-
-
-PoolEvent = (
-    ConnectionOpened
-    | ConnectionFailed
-    | ConnectionEvicted
-    | LeaseGranted
-    | LeaseRefused
-    | LeaseHeldLong
-    | HealthChanged
-)
-PoolListener = Callable[[PoolEvent], None]
-
-EVICT_CLOSED = "closed"
-"""Found closed (peer hung up) when about to be lent."""
-EVICT_IDLE = "idle"
-EVICT_LIFETIME = "lifetime"
-EVICT_DISCARDED = "discarded"
-"""The borrower did not mark it reusable (error, cancel, unfinished task)."""
-EVICT_PING = "ping_timeout"
-"""An idle connection's ping got no pong within ``ping_timeout_s`` (or the ping failed)."""
-EVICT_REJECTED = "closed_after_open"
-"""Closed by the upstream right after its handshake, unused (see :class:`ClosedAfterOpen`)."""
-EVICT_OVERFLOW = "overflow"
-"""A temporary overflow connection, closed after its one use."""
-EVICT_SHUTDOWN = "shutdown"
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """A snapshot of the pool; all counters are totals since start."""
-
-    idle: int
-    in_use: int
-    connecting: int
-    checking: int
-    """Idle connections out for a ping right now."""
-    pending: int
-    overflow_in_use: int
-    max_size: int
-    created: int
-    connect_failures: int
-    leases: int
-    warm_leases: int
-    reused_leases: int
-    queued_leases: int
-    timeouts: int
-    overflow_leases: int
-    evicted: dict[str, int]
-    ready: bool
-    serving: bool
-    closing: bool
-
-    @property
-    def open(self) -> int:
-        """Pooled connections open now (idle, in use or being pinged); overflow ones excluded."""
-        return self.idle + self.in_use + self.checking
-
-    @property
-    def reuse_ratio(self) -> float:
-        """Share of leases served by a connection already open when they asked.
-
-        That is, requests that paid no connect: what pooling is for. Prewarmed
-        connections count from their first lease; ``reused_leases`` counts only
-        connections that had already run a task.
-        """
-        return self.warm_leases / self.leases if self.leases else 0.0
-
-
-# --- the pool ------------------------------------------------------------------------------
-
-
-@dataclass(eq=False, slots=True)
-class _Slot(Generic[C]):
-    conn: C
-    created_at: float
-    expires_at: float
-    idle_since: float
-    serial: int
-    """1 for the first connection the pool opened, 2 for the next, ...; 0 for overflow ones."""
-    uses: int = 0
-    checked_at: float = 0.0
-    """When it last proved alive (opened, returned clean, answered a ping)."""
-    leased_at: float = 0.0
-    held_long_reported: bool = False
-
-
-@dataclass(eq=False, slots=True)
-class Lease(Generic[C]):
-    """A borrowed connection. Call :meth:`mark_reusable` only once it is clean again."""
-
-    conn: C
-    reused: bool
-    wait_s: float
-    age_s: float
-    _slot: _Slot[C] = field(repr=False)
-    reusable: bool = False
-
-    def mark_reusable(self) -> None:
-        """Declare the connection clean (its task ended normally): it may be lent again."""
-        self.reusable = True
 
 
 class Pool(Generic[C]):
@@ -339,12 +95,12 @@ class Pool(Generic[C]):
         self._clock = clock
         self._rng = rng or random.Random()
 
-        self._idle: deque[_Slot[C]] = deque()
-        self._in_use: set[_Slot[C]] = set()
-        self._checking: set[_Slot[C]] = set()
-        self._overflow_in_use: set[_Slot[C]] = set()
+        self._idle: deque[Slot[C]] = deque()
+        self._in_use: set[Slot[C]] = set()
+        self._checking: set[Slot[C]] = set()
+        self._overflow_in_use: set[Slot[C]] = set()
         self._connecting = 0
-        self._waiters: deque[asyncio.Future[_Slot[C]]] = deque()
+        self._waiters: deque[asyncio.Future[Slot[C]]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancel_on_close: set[asyncio.Task[None]] = set()
         self._housekeeper: asyncio.Task[None] | None = None
@@ -574,7 +330,7 @@ class Pool(Generic[C]):
     def _at_capacity(self) -> bool:
         return self._open_count() + self._connecting >= self.config.max_size
 
-    def _take_idle(self) -> _Slot[C] | None:
+    def _take_idle(self) -> Slot[C] | None:
         """Pop the oldest idle connection that passes the borrow check; evict failures."""
         while self._idle:
             slot = self._idle.popleft()
@@ -586,7 +342,7 @@ class Pool(Generic[C]):
         self._refill()
         return None
 
-    def _unusable_reason(self, slot: _Slot[C]) -> str | None:
+    def _unusable_reason(self, slot: Slot[C]) -> str | None:
         now = self._clock()
         if not self._is_open(slot.conn):
             return EVICT_CLOSED
@@ -607,7 +363,7 @@ class Pool(Generic[C]):
                 f"upstream unreachable: {self._last_connect_error}"
             ) from self._last_connect_error
 
-    async def _open_overflow(self, started: float, timeout_s: float) -> _Slot[C]:
+    async def _open_overflow(self, started: float, timeout_s: float) -> Slot[C]:
         """Open a temporary connection for one lease (overflow policy); it is closed on release."""
         try:
             async with asyncio.timeout(min(timeout_s, self.config.connect_timeout_s)):
@@ -618,15 +374,15 @@ class Pool(Generic[C]):
                 raise ConnectFailed("overflow connect timed out") from exc
             raise ConnectFailed(f"overflow connect failed: {exc}") from exc
         now = self._clock()
-        slot = _Slot(conn, created_at=now, expires_at=math.inf, idle_since=now, serial=0)
+        slot = Slot(conn, created_at=now, expires_at=math.inf, idle_since=now, serial=0)
         if self._closing:
             self._evict(slot, EVICT_SHUTDOWN)
             raise PoolClosed("pool is closing")
         self._overflow_in_use.add(slot)
         return slot
 
-    async def _wait_for_slot(self, started: float, timeout_s: float) -> _Slot[C]:
-        waiter: asyncio.Future[_Slot[C]] = asyncio.get_running_loop().create_future()
+    async def _wait_for_slot(self, started: float, timeout_s: float) -> Slot[C]:
+        waiter: asyncio.Future[Slot[C]] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._refill()
         try:
@@ -669,7 +425,7 @@ class Pool(Generic[C]):
         self._clear_rejection(slot)
         self._return_clean(slot)
 
-    def _return_clean(self, slot: _Slot[C]) -> None:
+    def _return_clean(self, slot: Slot[C]) -> None:
         if self._closing:
             self._evict(slot, EVICT_SHUTDOWN)
             return
@@ -681,7 +437,7 @@ class Pool(Generic[C]):
         slot.idle_since = slot.checked_at = self._clock()
         self._hand_over(slot)
 
-    def _hand_over(self, slot: _Slot[C]) -> None:
+    def _hand_over(self, slot: Slot[C]) -> None:
         """Give ``slot`` to the oldest live waiter, or park it idle."""
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -703,11 +459,11 @@ class Pool(Generic[C]):
             except Exception:  # a bug here must not end housekeeping for good
                 log.exception("pool housekeeping failed")
 
-    def _ping_due(self, slot: _Slot[C], now: float) -> bool:
+    def _ping_due(self, slot: Slot[C], now: float) -> bool:
         interval = self.config.ping_interval_s
         return self._ping is not None and interval is not None and now - slot.checked_at >= interval
 
-    async def _check(self, slot: _Slot[C]) -> None:
+    async def _check(self, slot: Slot[C]) -> None:
         """Ping an idle connection taken out of the idle queue; put it back or evict it."""
         assert self._ping is not None
         try:
@@ -747,7 +503,7 @@ class Pool(Generic[C]):
                 slot.held_long_reported = True
                 self._emit(LeaseHeldLong(held_s, now - slot.created_at))
 
-    def _evict_unusable(self, slot: _Slot[C], reason: str) -> None:
+    def _evict_unusable(self, slot: Slot[C], reason: str) -> None:
         """Evict ``slot``; a fresh, unused connection the peer refused at once is a rejection."""
         age_s = self._clock() - slot.created_at
         refusal = self._refusal(slot.conn) if reason == EVICT_CLOSED and slot.uses == 0 else None
@@ -769,7 +525,7 @@ class Pool(Generic[C]):
         self._rejected = reason
         self._rejected_at = self._clock()
 
-    def _clear_rejection(self, slot: _Slot[C]) -> None:
+    def _clear_rejection(self, slot: Slot[C]) -> None:
         if self._rejected is not None and slot.created_at >= self._rejected_at:
             self._rejected = None
             self._consecutive_failures = 0
@@ -854,7 +610,7 @@ class Pool(Generic[C]):
         self._next_connect_at = 0.0
         self._emit(ConnectionOpened(now - started))
         lifetime = self.config.max_lifetime_s * (1 - self._rng.uniform(0, self.config.lifetime_jitter))
-        slot = _Slot(
+        slot = Slot(
             conn,
             created_at=now,
             expires_at=now + lifetime,
@@ -900,7 +656,7 @@ class Pool(Generic[C]):
         self._signal()
         self._refill()
 
-    def _evict(self, slot: _Slot[C], reason: str) -> None:
+    def _evict(self, slot: Slot[C], reason: str) -> None:
         self._evicted[reason] = self._evicted.get(reason, 0) + 1
         self._emit(ConnectionEvicted(reason, self._clock() - slot.created_at))
         self._spawn(self._close_quietly(slot.conn))
@@ -939,21 +695,3 @@ class Pool(Generic[C]):
     async def _wait_change(self) -> None:
         self._changed.clear()
         await self._changed.wait()
-
-
-def log_event(event: PoolEvent) -> None:
-    """A listener that logs what an operator should see (leaks, health flips, evictions by ping)."""
-    if isinstance(event, LeaseHeldLong):
-        log.warning(
-            "a pooled connection has been lent for %.0fs: a stuck stream, or a lease never released",
-            event.held_s,
-        )
-    elif isinstance(event, HealthChanged):
-        log.log(
-            logging.INFO if event.serving else logging.WARNING,
-            "pool %s: %s",
-            "SERVING" if event.serving else "NOT_SERVING",
-            event.reason,
-        )
-    elif isinstance(event, ConnectionEvicted) and event.reason in (EVICT_PING, EVICT_REJECTED):
-        log.warning("evicted an upstream connection (%s) after %.1fs", event.reason, event.age_s)
