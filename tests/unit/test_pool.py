@@ -98,6 +98,31 @@ class Upstream:
                 await self._closed_changed.wait()
 
 
+class FakeConnector:
+    """A Connector over :class:`Upstream`: PermissionError is fatal, ``Conn.refusal`` a refusal."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    async def connect(self) -> Conn:
+        return await self.upstream.connect()
+
+    async def close(self, conn: Conn) -> None:
+        await self.upstream.close(conn)
+
+    def is_open(self, conn: Conn) -> bool:
+        return conn.open
+
+    async def ping(self, conn: Conn) -> None:
+        await self.upstream.ping(conn)
+
+    def is_fatal(self, error: Exception) -> bool:
+        return isinstance(error, PermissionError)
+
+    def refusal(self, conn: Conn) -> str | None:
+        return conn.refusal
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -128,12 +153,7 @@ def make_pool(
     }
     settings.update(config)
     return Pool(
-        connect=upstream.connect,
-        close=upstream.close,
-        is_open=lambda conn: conn.open,
-        ping=upstream.ping,
-        is_fatal=lambda exc: isinstance(exc, PermissionError),
-        refusal=lambda conn: conn.refusal,
+        FakeConnector(upstream),
         config=PoolConfig(**settings),  # type: ignore[arg-type]
         listeners=[events.append] if events is not None else (),
         clock=clock or Clock(),
@@ -403,9 +423,7 @@ async def test_backoff_grows_and_success_resets_it(upstream: Upstream) -> None:
                 four_failures.set()
 
     pool = Pool(
-        connect=upstream.connect,
-        close=upstream.close,
-        is_open=lambda conn: conn.open,
+        FakeConnector(upstream),
         config=PoolConfig(max_size=1, backoff_initial_s=0.001, backoff_max_s=0.004),
         listeners=[on_event],
     )

@@ -3,7 +3,10 @@
 Import from here (``from voxgate.pool import Pool, PoolConfig``); the modules inside are its rooms.
 """
 
+from voxgate.pool.base import loop_clock
+from voxgate.pool.breaker import Breaker
 from voxgate.pool.config import OVERFLOW_OPEN, OVERFLOW_POLICIES, OVERFLOW_WAIT, PoolConfig
+from voxgate.pool.connector import Connector
 from voxgate.pool.errors import ClosedAfterOpen, ConnectFailed, PoolClosed, PoolError, PoolTimeout
 from voxgate.pool.events import (
     EVICT_CLOSED,
@@ -27,7 +30,7 @@ from voxgate.pool.events import (
     log_event,
 )
 from voxgate.pool.pool import Pool
-from voxgate.pool.slot import Lease
+from voxgate.pool.slot import Lease, SlotState
 
 __all__ = [
     "EVICT_CLOSED",
@@ -41,11 +44,13 @@ __all__ = [
     "OVERFLOW_OPEN",
     "OVERFLOW_POLICIES",
     "OVERFLOW_WAIT",
+    "Breaker",
     "ClosedAfterOpen",
     "ConnectFailed",
     "ConnectionEvicted",
     "ConnectionFailed",
     "ConnectionOpened",
+    "Connector",
     "HealthChanged",
     "Lease",
     "LeaseGranted",
@@ -59,5 +64,7 @@ __all__ = [
     "PoolListener",
     "PoolStats",
     "PoolTimeout",
+    "SlotState",
     "log_event",
+    "loop_clock",
 ]
