@@ -262,6 +262,19 @@ async def test_release_twice_is_harmless(pool: Pool[Conn]) -> None:
     assert pool.stats().idle == 2 and pool.stats().in_use == 0
 
 
+async def test_a_late_second_release_leaves_a_relent_connection_alone(pool: Pool[Conn]) -> None:
+    first = await pool.acquire()
+    first.mark_reusable()
+    pool.release(first)
+    held = [await pool.acquire(), await pool.acquire()]
+    assert first.conn in {lease.conn for lease in held}  # lent again, to someone else
+    pool.release(first)
+    stats = pool.stats()
+    assert (stats.idle, stats.in_use, stats.evicted) == (0, 2, {})
+    for lease in held:
+        pool.release(lease)
+
+
 # --- borrow checks ------------------------------------------------------------------------------
 
 
