@@ -531,6 +531,20 @@ async def test_close_does_not_wait_out_a_ping(upstream: Upstream, clock: Clock) 
     assert pool.stats().evicted == {EVICT_SHUTDOWN: 2}
 
 
+async def test_close_right_after_a_ping_started_still_closes_that_connection(
+    upstream: Upstream, clock: Clock
+) -> None:
+    pool = make_pool(upstream, clock)
+    pool.start()
+    await pool.wait_ready()
+    clock.now += 20.0
+    pool.housekeep()  # both out for a ping, whose tasks have not run a step yet...
+    await pool.close()  # ...when close() cancels them
+    assert all(not conn.open for conn in upstream.opened)
+    stats = pool.stats()
+    assert (stats.checking, stats.connecting, stats.evicted) == (0, 0, {EVICT_SHUTDOWN: 2})
+
+
 async def test_housekeeper_retires_idle_and_aged_connections_before_anyone_asks(
     upstream: Upstream, clock: Clock
 ) -> None:

@@ -35,7 +35,7 @@ class PoolConfig:
     backoff_max_s: float = 10.0
     """Ceiling of the connect backoff, and the probe interval while the upstream rejects us."""
     ping_interval_s: float | None = 20.0
-    """Ping each idle connection this often; ``None`` (or no ``ping`` callback) disables it."""
+    """Ping each idle connection this often; ``None`` disables it."""
     ping_timeout_s: float = 20.0
     """A ping without a pong within this evicts the connection (a dead or half-open peer)."""
     housekeeping_interval_s: float = 1.0

@@ -254,6 +254,13 @@ class Pool(PoolBase[C]):
             # Force-closing makes the borrower fail; its release then finds the slot closed.
             self._evict(slot, EVICT_SHUTDOWN)
         await self._drain_tasks()
+        # A ping or connect cancelled before its first step never ran its own cleanup.
+        for slot in self._slots.in_state(SlotState.PINGING):
+            self._evict(slot, EVICT_SHUTDOWN)
+        for slot in self._slots.in_state(SlotState.CONNECTING):
+            if not slot.overflow:  # an overflow connect belongs to its acquire(), still running
+                self._slots.move(slot, SlotState.CLOSED)
+        await self._drain_tasks()
 
     # -- lending ---------------------------------------------------------------------------
 
