@@ -30,7 +30,7 @@ from voxgate.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
 from voxgate.pool.telemetry import PoolTelemetry
 from voxgate.rpc.interceptor import RpcInterceptor
 from voxgate.rpc.retry import RetryPolicy
-from voxgate.speech.connection import Endpoint, HandshakeRejected, Synthesizer
+from voxgate.speech.connection import Endpoint, Synthesizer, SynthesizerConnector
 from voxgate.speech.servicer import SpeechService
 from voxgate.speech.telemetry import SpeechTelemetry
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
@@ -99,16 +99,7 @@ class App:
         pool_telemetry = PoolTelemetry(self.telemetry, pool_name=TTS_POOL) if self.telemetry.enabled else None
         if pool_telemetry is not None:
             listeners.append(pool_telemetry.on_event)
-        self._pool = Pool(
-            connect=lambda: Synthesizer.connect(endpoint),
-            close=Synthesizer.close,
-            is_open=lambda synth: synth.is_open,
-            ping=Synthesizer.ping,
-            is_fatal=lambda exc: isinstance(exc, HandshakeRejected) and exc.is_auth_failure,
-            refusal=lambda synth: synth.refusal,
-            config=settings.pool_config(),
-            listeners=listeners,
-        )
+        self._pool = Pool(SynthesizerConnector(endpoint), config=settings.pool_config(), listeners=listeners)
         pool = self._pool
         peak.observe(lambda: pool.in_use)
         if pool_telemetry is not None:

@@ -4,6 +4,7 @@ The adapter between :mod:`voxgate.speech.protocol` (which decides what to send a
 what a frame means) and the ``websockets`` library (which moves the bytes).
 Open one with :meth:`Synthesizer.connect`, run tasks with :meth:`Synthesizer.run`,
 and hand it back to the pool only if the last task reached ``FINISHED``.
+:class:`SynthesizerConnector` is how the pool opens, probes and closes them.
 """
 
 from __future__ import annotations
@@ -192,6 +193,32 @@ class Synthesizer:
             return await self._ws.recv()
         except ConnectionClosed as exc:
             raise ConnectionLost(f"upstream connection closed mid-task: {_describe(exc)}") from None
+
+
+class SynthesizerConnector:
+    """The pool's :class:`~voxgate.pool.Connector` for synthesizers to one endpoint."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    async def connect(self) -> Synthesizer:
+        return await Synthesizer.connect(self.endpoint)
+
+    async def close(self, conn: Synthesizer) -> None:
+        await conn.close()
+
+    def is_open(self, conn: Synthesizer) -> bool:
+        return conn.is_open
+
+    async def ping(self, conn: Synthesizer) -> None:
+        await conn.ping()
+
+    def is_fatal(self, error: Exception) -> bool:
+        """Only a refused handshake for our credentials: retrying cannot fix it."""
+        return isinstance(error, HandshakeRejected) and error.is_auth_failure
+
+    def refusal(self, conn: Synthesizer) -> str | None:
+        return conn.refusal
 
 
 class _SilenceWatchdog:
