@@ -29,7 +29,7 @@ class GenerationFaults:
     error_status: int | None = None
     """Answer with this HTTP status and DashScope's error body for it (400 InvalidParameter,
     401 InvalidApiKey, 403 AccessDenied, 429 Throttling.RateQuota, 500 InternalError, ...);
-    SSE-bodied for streaming requests, as the service does (reference §2.5)."""
+    SSE-bodied for streaming requests, as the service does (docs/protocol.md#error-bodies)."""
     error_after_tokens: int | None = None
     """Streaming: send ``event:error`` (``error_code``/``error_message``) after this many
     tokens, then end the stream; 0 errs before any token. Non-streaming: HTTP 500 with that code."""
@@ -98,7 +98,8 @@ class Faults:
     """Refuse the WS upgrade with this HTTP status (e.g. 401, 403, 503)."""
     close_after_handshake: bool = False
     """Accept the WS upgrade, then close at once with 1008 and ``fail_code: fail_message`` as
-    the reason: a refusal the handshake did not express (quota, arrears) [GUESS at the vendor's form]."""
+    the reason: a refusal the handshake did not express (quota, arrears); the vendor's form is
+    unknown (docs/protocol.md#close-codes)."""
     stall_after_handshake: bool = False
     """Accept the WS upgrade, then go silent: stop reading (so no pongs) and never send or
     close (no FIN) — a half-open peer the client must detect by itself."""

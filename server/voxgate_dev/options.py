@@ -34,16 +34,18 @@ class UpstreamOptions:
     chunk_ms: int = 100
     """Audio duration per binary frame."""
     idle_timeout_s: float = IDLE_CONNECTION_LIMIT_S
-    """Close a connection that has no task for this long (vendor: 60 s, reference §1.10)."""
+    """Close a connection that has no task for this long (vendor: 60 s, docs/protocol.md#timing-limits)."""
     text_gap_timeout_s: float = TEXT_GAP_LIMIT_S
-    """Fail a started task when the client sends nothing for this long (vendor: 23 s, §1.10)."""
+    """Fail a started task when the client sends nothing for this long (vendor: 23 s,
+    docs/protocol.md#timing-limits)."""
     pings_keep_alive: bool = False
-    """Whether a client ping restarts the idle timer. Unknown at the vendor (reference §3), so by
-    default not: the stricter reading, which a client must survive (voxgate recycles idle
-    connections at ``VOXGATE_POOL_MAX_IDLE_S`` whatever pings do)."""
+    """Whether a client ping restarts the idle timer. Unknown at the vendor
+    (docs/protocol.md#keepalive-and-pings), so by default not: the stricter reading, which a
+    client must survive (voxgate recycles idle connections at ``VOXGATE_POOL_MAX_IDLE_S``
+    whatever pings do)."""
     run_task_while_active: str = "fail"
     """``fail``: answer ``Invalid action('run-task')``; ``preempt``: end the old task and
-    start the new one (reference §1.11)."""
+    start the new one (docs/protocol.md#connection-reuse)."""
     seed: int = 0
     """Seed of the RNG that draws fault probabilities."""
     faults: Faults = field(default_factory=Faults)

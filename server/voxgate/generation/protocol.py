@@ -1,4 +1,4 @@
-"""DashScope text generation on the wire, without I/O (reference §2.2-§2.5).
+"""DashScope text generation on the wire, without I/O (docs/protocol.md#generation-http-api).
 
 :func:`request_headers` and :func:`request_body` build exactly what the vendor SDK sends;
 :func:`parse_result` reads one result (a JSON response or one SSE ``data:``) in either
@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GENERATION_PATH = "/services/aigc/text-generation/generation"
-"""Appended to the HTTP base URL (``…/api/v1``), as the SDK does (§2.1)."""
+"""Appended to the HTTP base URL (``…/api/v1``), as the SDK does (docs/protocol.md#generation-endpoint)."""
 FINISH_NOT_YET = "null"
-"""While streaming, ``finish_reason`` is the *string* "null" until the last chunk (§2.4)."""
+"""While streaming, ``finish_reason`` is the *string* "null" until the last chunk
+(docs/protocol.md#sse-stream)."""
 ROLES = ("system", "user", "assistant")
 
 
@@ -26,7 +27,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Sampling:
-    """Parameters sent only when set (the SDK sends only what was passed, §2.3)."""
+    """Parameters sent only when set (the SDK sends only what was passed: docs/protocol.md#request-body)."""
 
     max_tokens: int | None = None
     temperature: float | None = None
@@ -88,7 +89,8 @@ class UpstreamProtocolError(Exception):
 
 
 def request_headers(api_key: str, *, stream: bool) -> dict[str, str]:
-    """Headers of one call. Streaming asks for SSE both ways, as the SDK does (§2.2)."""
+    """Headers of one call. Streaming asks for SSE both ways, as the SDK does
+    (docs/protocol.md#request-headers)."""
     headers = {
         "Authorization": f"Bearer {api_key}",
         "Content-Type": "application/json; charset=utf-8",
@@ -101,7 +103,8 @@ def request_headers(api_key: str, *, stream: bool) -> dict[str, str]:
 
 
 def request_body(params: GenerationParams, *, stream: bool) -> bytes:
-    """``{"model", "parameters", "input": {"messages"}}``, UTF-8 (not ASCII-escaped, §2.3)."""
+    """``{"model", "parameters", "input": {"messages"}}``, UTF-8, not ASCII-escaped
+    (docs/protocol.md#request-body)."""
     sampling = params.sampling
     parameters: dict[str, Any] = {"result_format": "message"}
     for name in (
