@@ -57,7 +57,7 @@ class Endpoint:
     api_key: str = field(repr=False)
     connect_timeout_s: float = 5.0
     task_start_timeout_s: float = 10.0
-    """The SDK waits 10 s for task-started [SRC]."""
+    """The SDK waits 10 s for task-started (docs/protocol.md#task-started)."""
     frame_timeout_s: float = 30.0
     """Longest silence tolerated inside a task before the connection counts as lost."""
     close_timeout_s: float = 2.0
@@ -82,7 +82,7 @@ class Synthesizer:
                 endpoint.url,
                 additional_headers={"Authorization": f"Bearer {endpoint.api_key}"},
                 user_agent_header=USER_AGENT,
-                compression=None,  # the SDK negotiates no extensions [OBS §1.2]
+                compression=None,  # the SDK negotiates none (docs/protocol.md#handshake-and-headers)
                 proxy=None,
                 open_timeout=endpoint.connect_timeout_s,
                 # Keepalive is the pool's (it pings idle connections and evicts on a missing
@@ -115,7 +115,7 @@ class Synthesizer:
 
         Going away (1001), restarting (1012) or try-again-later (1013) are ordinary closes,
         as is a dropped TCP connection; any other code is taken as a refusal (the service's
-        code for quota or arrears is undocumented: reference §3).
+        code for quota or arrears is undocumented: docs/protocol.md#close-codes).
         """
         received = self._ws.protocol.close_rcvd
         if received is None or received.code in _ORDINARY_CLOSE_CODES:
@@ -153,7 +153,7 @@ class Synthesizer:
             await self._send(task.run_task())
             await self._await_started(task)
             # Like the SDK's call(): all text in one continue-task, then finish-task
-            # at once, so the 23 s inter-message limit can never trip [DOC §1.10].
+            # at once, so the 23 s inter-message limit can never trip (docs/protocol.md#timing-limits).
             await self._send(task.continue_task(text))
             await self._send(task.finish_task())
             with _SilenceWatchdog(self._endpoint.frame_timeout_s) as watchdog:
