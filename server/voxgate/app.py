@@ -71,6 +71,7 @@ class App:
         self._http: aiohttp.ClientSession | None = None
         self._health_updates: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._stop_now = asyncio.Event()
 
     @property
     def pool(self) -> Pool[Synthesizer]:
@@ -175,7 +176,11 @@ class App:
             )
             await self.dev_upstream.start()
             url, http_url = self.dev_upstream.ws_url, self.dev_upstream.http_base_url
-            log.info("DASHSCOPE_API_KEY is not set: serving on the embedded local upstream at %s", url)
+            log.info(
+                "DASHSCOPE_API_KEY is not set: serving on the embedded local upstream at %s and %s",
+                url,
+                http_url,
+            )
         else:
             api_key, url, http_url = settings.api_key.reveal(), settings.ws_url, settings.http_url
             log.info("upstream: %s and %s", url, http_url)
@@ -220,7 +225,7 @@ class App:
         if self._health_updates:
             await asyncio.gather(*self._health_updates, return_exceptions=True)
         if self._server is not None:
-            await self._server.stop(grace_s)
+            await self._drain(self._server, grace_s)
         if self._pool is not None:
             await self._pool.close()
         if self._http is not None:
@@ -231,17 +236,42 @@ class App:
         await asyncio.to_thread(self.telemetry.shutdown)
         log.info("stopped")
 
+    def stop_now(self) -> None:
+        """End a drain at once: in-flight calls are cancelled instead of given the rest of the grace."""
+        if not self._stop_now.is_set():
+            log.warning("stopping now: cancelling in-flight calls")
+            self._stop_now.set()
+
+    async def _drain(self, server: grpc.aio.Server, grace_s: float) -> None:
+        graceful = asyncio.ensure_future(server.stop(grace_s))
+        now = asyncio.ensure_future(self._stop_now.wait())
+        try:
+            await asyncio.wait((graceful, now), return_when=asyncio.FIRST_COMPLETED)
+            if not graceful.done():
+                # A shorter grace ends the running stop sooner: gRPC cancels every call, and each
+                # caller gets UNAVAILABLE.
+                await server.stop(0)
+            await graceful
+        finally:
+            now.cancel()
+
 
 async def serve(settings: Settings, telemetry: Telemetry | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then drain. Prints the listening address on stdout."""
+    """Run until SIGTERM or SIGINT, then drain; a second signal cuts the drain short.
+
+    Prints the listening address on stdout.
+    """
     app = App(settings, telemetry)
+    loop = asyncio.get_running_loop()
     try:
         await app.start()
         print(f"voxgate listening on {app.address}", flush=True)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
+        # Like most servers: the first signal drains, a second one stops at once.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, app.stop_now)
     finally:
         await app.stop()

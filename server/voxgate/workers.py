@@ -74,10 +74,10 @@ def reserve_port(listen: str) -> tuple[socket.socket, str]:
 def worker_args(flags: Mapping[str, str | None], listen: str) -> list[str]:
     """The ``voxgate serve`` flags of a worker: the parent's own, with the resolved address."""
     args = []
-    for option in config.OPTIONS:
-        value = flags.get(option.field)
-        if value is not None and option.field != "listen":
-            args += [option.flag, value]
+    for spec in config.SETTINGS:
+        value = flags.get(spec.name)
+        if value is not None and spec.name != "listen":
+            args += [spec.flag, value]
     return [*args, "--listen", listen]
 
 
@@ -86,7 +86,7 @@ async def supervise(settings: config.Settings, flags: Mapping[str, str | None]) 
     try:
         reservation, listen = reserve_port(settings.listen)
     except OSError as exc:
-        raise config.ConfigError(f"VOXGATE_LISTEN: cannot listen on {settings.listen}: {exc}") from None
+        raise config.ConfigError("VOXGATE_LISTEN", f"cannot listen on {settings.listen}: {exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
