@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -30,6 +32,7 @@ from voxgate.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
 from voxgate.pool.telemetry import PoolTelemetry
 from voxgate.rpc.interceptor import RpcInterceptor
 from voxgate.rpc.retry import RetryPolicy
+from voxgate.rpc.shutdown import InFlight
 from voxgate.speech.connection import Endpoint, HandshakeRejected, Synthesizer
 from voxgate.speech.servicer import SpeechService
 from voxgate.speech.telemetry import SpeechTelemetry
@@ -50,6 +53,8 @@ STATS_SERVICE = stats_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name
 TTS_POOL = "tts"
 GENERATION_SERVICE = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name
 LIVENESS_SERVICE = "liveness"
+STOP_NOW_TIMEOUT_S = 5.0
+"""On a stop at once, how long cancelled calls may take to return their leases and answer."""
 """Health service name that is SERVING while the process serves at all, whatever the upstream
 does: for liveness probes, which must not restart pods because DashScope rejects the key."""
 
@@ -72,6 +77,7 @@ class App:
         self._health_updates: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._stop_now = asyncio.Event()
+        self._in_flight = InFlight()
 
     @property
     def pool(self) -> Pool[Synthesizer]:
@@ -128,9 +134,15 @@ class App:
         server = grpc.aio.server(
             interceptors=interceptors, options=[("grpc.so_reuseport", int(settings.workers > 1))]
         )
-        speech_pb2_grpc.add_SpeechServiceServicer_to_server(self._speech, server)
-        stats_pb2_grpc.add_StatsServiceServicer_to_server(self._stats, server)
-        generation_pb2_grpc.add_GenerationServiceServicer_to_server(self._generation, server)
+        # Tracked, so that a stop at once can answer each running call with a clear status.
+        track = self._in_flight.track
+        speech_pb2_grpc.add_SpeechServiceServicer_to_server(
+            track(self._speech, _service(SPEECH_SERVICE)), server
+        )
+        stats_pb2_grpc.add_StatsServiceServicer_to_server(track(self._stats, _service(STATS_SERVICE)), server)
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server(
+            track(self._generation, _service(GENERATION_SERVICE)), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
@@ -248,12 +260,17 @@ class App:
         try:
             await asyncio.wait((graceful, now), return_when=asyncio.FIRST_COMPLETED)
             if not graceful.done():
-                # A shorter grace ends the running stop sooner: gRPC cancels every call, and each
-                # caller gets UNAVAILABLE.
+                # Our calls first, so each caller reads why; then gRPC cancels whatever is left
+                # (health watches, reflection) and the running stop returns.
+                await self._in_flight.cancel_all(timeout_s=STOP_NOW_TIMEOUT_S)
                 await server.stop(0)
             await graceful
         finally:
             now.cancel()
+
+
+def _service(full_name: str) -> ServiceDescriptor:
+    return descriptor_pool.Default().FindServiceByName(full_name)
 
 
 async def serve(settings: Settings, telemetry: Telemetry | None = None) -> None:
