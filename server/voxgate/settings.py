@@ -79,11 +79,12 @@ def setting(
     flag: str | None = None,
     metavar: str = "VALUE",
     default_text: str | None = None,
+    repr: bool = True,
 ) -> T:
     """A dataclass field declaring one setting. ``flag`` defaults to ``--field-name``."""
     spec = Setting("", default, parse, check, help, env, flag or "", metavar, default_text)
     # dataclasses.field is typed to return the field's type, which is what the class body needs.
-    return dataclasses.field(default=default, metadata={_KEY: spec})
+    return dataclasses.field(default=default, repr=repr, metadata={_KEY: spec})
 
 
 def switch(help: str, *, flag: str | None = None, env: str | None = None) -> bool:
