@@ -2,7 +2,7 @@
 
 Every setting is declared once, as a field of :class:`Settings` (see voxgate.settings):
 its variable, flag, default, help and checks. The CLI, the configuration reference
-(docs/configuration.md, written by ``python -m voxgate.config --write docs/configuration.md``)
+(docs/configuration.md: ``python -m voxgate.config --write docs/configuration.md``)
 and the Helm chart's tests all read those declarations. Errors name the variable (or flag)
 and say what was wrong, and :func:`load` checks everything at start, not at first use.
 
@@ -12,11 +12,9 @@ leak through ``ps``) and is held in a :class:`Secret` that never prints itself.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from voxgate import settings as declared
@@ -475,16 +473,8 @@ def describe(settings: Settings) -> dict[str, object]:
     return out
 
 
-# --- the configuration reference -----------------------------------------------------------
-
-TABLE_BEGIN = (
-    "<!-- BEGIN generated settings table: python -m voxgate.config --write docs/configuration.md -->"
-)
-TABLE_END = "<!-- END generated settings table -->"
-
-
 def markdown_table() -> str:
-    """The configuration reference table, one row per variable, the API key first."""
+    """The configuration reference (docs/configuration.md): one row per variable, the API key first."""
     key_row = (
         f"`{API_KEY_ENV}`",
         "—",
@@ -494,41 +484,7 @@ def markdown_table() -> str:
     return declared.markdown_table(SETTINGS, [key_row])
 
 
-def with_table(document: str) -> str:
-    """``document`` with the text between the table markers replaced by :func:`markdown_table`."""
-    before, found, rest = document.partition(TABLE_BEGIN)
-    _, found_end, after = rest.partition(TABLE_END)
-    if not (found and found_end):
-        raise ValueError(f"markers not found: {TABLE_BEGIN!r} ... {TABLE_END!r}")
-    return f"{before}{TABLE_BEGIN}\n{markdown_table()}{TABLE_END}{after}"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m voxgate.config", description="The configuration reference."
-    )
-    what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--markdown", action="store_true", help="print the settings table as Markdown")
-    what.add_argument("--write", metavar="FILE", type=Path, help="rewrite the table between FILE's markers")
-    args = parser.parse_args(argv)
-    if args.markdown:
-        sys.stdout.write(markdown_table())
-    else:
-        args.write.write_text(with_table(args.write.read_text()))
-    return 0
-
-
-__all__ = [
-    "API_KEY_ENV",
-    "SETTINGS",
-    "ConfigError",
-    "Invalid",
-    "Secret",
-    "Settings",
-    "describe",
-    "load",
-    "markdown_table",
-]
+__all__ = ["API_KEY_ENV", "SETTINGS", "ConfigError", "Invalid", "Secret", "Settings", "describe", "load"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(declared.table_main("python -m voxgate.config", markdown_table(), sys.argv[1:]))

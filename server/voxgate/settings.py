@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
@@ -181,6 +183,33 @@ def markdown_table(specs: Iterable[Setting], extra_rows: Sequence[tuple[str, str
 
 def _row(*cells: str) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+TABLE_BEGIN = "<!-- BEGIN generated table -->"
+TABLE_END = "<!-- END generated table -->"
+
+
+def with_table(document: str, table: str) -> str:
+    """``document`` with the text between :data:`TABLE_BEGIN` and :data:`TABLE_END` replaced by ``table``."""
+    before, begin, rest = document.partition(TABLE_BEGIN)
+    _, end, after = rest.partition(TABLE_END)
+    if not (begin and end):
+        raise ValueError(f"markers not found: {TABLE_BEGIN} ... {TABLE_END}")
+    return f"{before}{TABLE_BEGIN}\n{table}{TABLE_END}{after}"
+
+
+def table_main(prog: str, table: str, argv: Sequence[str]) -> int:
+    """``--markdown`` prints ``table``; ``--write FILE`` puts it between FILE's markers."""
+    parser = argparse.ArgumentParser(prog=prog, description="The settings reference, as a Markdown table.")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--markdown", action="store_true", help="print the table")
+    what.add_argument("--write", metavar="FILE", type=Path, help="rewrite the table between FILE's markers")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(table)
+    else:
+        args.write.write_text(with_table(args.write.read_text(), table))
+    return 0
 
 
 # --- parsers and checks shared by every settings class -------------------------------------

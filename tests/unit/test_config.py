@@ -11,6 +11,7 @@ import pytest
 from voxgate import config
 from voxgate.generation.session import HttpConfig
 from voxgate.pool import PoolConfig
+from voxgate.settings import with_table
 
 
 def test_defaults_without_environment() -> None:
@@ -107,7 +108,7 @@ def test_errors_carry_the_source_and_the_reason_apart() -> None:
 def test_docs_table_is_the_generated_one() -> None:
     path = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     committed = path.read_text()
-    assert config.with_table(committed) == committed, (
+    assert with_table(committed, config.markdown_table()) == committed, (
         "run: python -m voxgate.config --write docs/configuration.md"
     )
     rows = dict(re.findall(r"^\| `([A-Z_]+)` \| `(--[a-z-]+)`", committed, flags=re.MULTILINE))
