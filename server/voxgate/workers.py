@@ -110,6 +110,9 @@ async def supervise(settings: config.Settings, flags: Mapping[str, str | None]) 
     except BaseException:
         await _stop_all(workers)
         raise
+    # A second signal goes on to the workers as their second one: they stop at once.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _signal_all, workers)
     codes = await _stop_all(workers)
     await asyncio.gather(*drains)
     return 1 if died or any(codes) else 0
@@ -119,6 +122,9 @@ async def _spawn(index: int, args: Sequence[str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voxgate.cli", "serve", *args,
         env={**os.environ, WORKER_ENV: str(index)}, stdout=asyncio.subprocess.PIPE,
+        # Their own process group: a Ctrl-C reaches the parent only, which passes each signal on
+        # once (a worker that also got the terminal's SIGINT would take it for a second signal).
+        process_group=0,
     )  # fmt: skip
 
 
@@ -133,8 +139,12 @@ async def _wait_ready(worker: asyncio.subprocess.Process) -> asyncio.Task[bytes]
 
 async def _stop_all(workers: Sequence[asyncio.subprocess.Process]) -> list[int]:
     """SIGTERM every live worker (each drains within its grace period) and collect exit codes."""
+    _signal_all(workers)
+    return list(await asyncio.gather(*(worker.wait() for worker in workers)))
+
+
+def _signal_all(workers: Sequence[asyncio.subprocess.Process]) -> None:
     for worker in workers:
         if worker.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 worker.send_signal(signal.SIGTERM)
-    return list(await asyncio.gather(*(worker.wait() for worker in workers)))
