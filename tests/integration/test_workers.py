@@ -116,7 +116,7 @@ async def test_a_second_signal_to_the_parent_stops_the_workers_at_once() -> None
             "600",
             "--dev-upstream-rtf",
             "1.0",
-        ],  # fmt: skip
+        ],
         child_env(),
     )
     address = await asyncio.to_thread(server.start, "voxgate listening on ", 60.0)
