@@ -255,18 +255,24 @@ class App:
             self._stop_now.set()
 
     async def _drain(self, server: grpc.aio.Server, grace_s: float) -> None:
-        graceful = asyncio.ensure_future(server.stop(grace_s))
-        now = asyncio.ensure_future(self._stop_now.wait())
+        cut_short = asyncio.ensure_future(self._cut_short(server))
         try:
-            await asyncio.wait((graceful, now), return_when=asyncio.FIRST_COMPLETED)
-            if not graceful.done():
-                # Our calls first, so each caller reads why; then gRPC cancels whatever is left
-                # (health watches, reflection) and the running stop returns.
-                await self._in_flight.cancel_all(timeout_s=STOP_NOW_TIMEOUT_S)
-                await server.stop(0)
-            await graceful
+            # Awaited here, not in a task: the shutdown starts in this step. Started a loop step
+            # later, a call sent on seeing NOT_SERVING could land half-way and end CANCELLED
+            # instead of being refused UNAVAILABLE (seen in tests/faults/test_drain.py).
+            await server.stop(grace_s)
         finally:
-            now.cancel()
+            if self._stop_now.is_set():
+                await cut_short
+            else:
+                cut_short.cancel()
+
+    async def _cut_short(self, server: grpc.aio.Server) -> None:
+        await self._stop_now.wait()
+        # Our calls first, so each caller reads why; then a zero grace makes gRPC cancel whatever
+        # is left (health watches, reflection) and ends the running stop.
+        await self._in_flight.cancel_all(timeout_s=STOP_NOW_TIMEOUT_S)
+        await server.stop(0)
 
 
 def _service(full_name: str) -> ServiceDescriptor:
