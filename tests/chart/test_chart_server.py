@@ -69,3 +69,21 @@ async def test_the_helm_test_pods_commands_pass_against_a_real_server() -> None:
                 assert output.startswith("pool tts: serving"), output
     finally:
         assert server.terminate(timeout_s=60) == 0, server.output()
+
+
+async def test_the_helm_test_pods_health_check_fails_while_the_upstream_rejects_the_key() -> None:
+    health = render(VALUE_SETS["default"]).get("Pod")["spec"]["initContainers"][0]
+    upstream = Process(["dev-upstream", "--port", "0"], child_env(DASHSCOPE_API_KEY="sk-upstreams-own-key"))
+    ws_url = upstream.start("voxgate dev-upstream listening on ")
+    server = Process(
+        ["serve", "--listen", "127.0.0.1:0", "--pool-max-size", "1"],
+        child_env(DASHSCOPE_API_KEY="sk-a-key-it-rejects", DASHSCOPE_WEBSOCKET_BASE_URL=ws_url),
+    )
+    try:
+        address = server.start("voxgate listening on ")
+        code, output = await _run([*health["command"][:-1], address])
+    finally:
+        server.terminate(timeout_s=60)
+        upstream.terminate(timeout_s=60)
+    assert code == 1, output
+    assert f"{address} health: NOT_SERVING" in output
