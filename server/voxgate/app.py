@@ -20,7 +20,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from voxgate.config import Settings
+from voxgate.config import API_KEY_ENV, ConfigError, Settings
 from voxgate.generation.client import GenerationClient
 from voxgate.generation.servicer import GenerationService
 from voxgate.generation.session import open_session
@@ -168,7 +168,15 @@ class App:
         if settings.api_key is None:
             # The embedded default: a loopback upstream with a key only we know.
             api_key = "sk-local-" + secrets.token_hex(16)
-            from voxgate_dev import DevUpstream, UpstreamOptions
+            try:
+                from voxgate_dev import DevUpstream, UpstreamOptions
+            except ImportError as exc:  # an install without the demo extra (the production image)
+                raise ConfigError(
+                    API_KEY_ENV,
+                    "is not set, and the embedded local upstream it would serve on is not"
+                    f" installed ({exc}): set {API_KEY_ENV}, or install the demo extra"
+                    " (pip install 'voxgate[demo]'; container image: docker build --target demo)"
+                ) from exc
 
             self.dev_upstream = DevUpstream(
                 UpstreamOptions(
