@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from opentelemetry import trace
 
-from voxgate.observability import telemetry as names
+from voxgate.observability import names
 
 
 def record_retry(failed_attempt: int, reason: str, delay_s: float) -> None:
