@@ -175,7 +175,7 @@ class App:
                     API_KEY_ENV,
                     "is not set, and the embedded local upstream it would serve on is not"
                     f" installed ({exc}): set {API_KEY_ENV}, or install the demo extra"
-                    " (pip install 'voxgate[demo]'; container image: docker build --target demo)"
+                    " (pip install 'voxgate[demo]'; container image: docker build --target demo)",
                 ) from exc
 
             self.dev_upstream = DevUpstream(

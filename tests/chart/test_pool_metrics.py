@@ -11,7 +11,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from helm_chart import VALUE_SETS, render
-from voxgate.observability import telemetry as names
+from voxgate.observability import names
 from voxgate.observability.telemetry import Telemetry
 from voxgate.pool import PoolStats
 from voxgate.pool.telemetry import PoolTelemetry

@@ -23,7 +23,7 @@ import aiohttp
 from opentelemetry import trace
 
 from voxgate.generation.protocol import GenerationParams, Result
-from voxgate.observability import telemetry as names
+from voxgate.observability import names
 from voxgate.observability.telemetry import Telemetry
 
 PROVIDER = "dashscope"
