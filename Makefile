@@ -31,10 +31,13 @@ GENERATED := $(foreach s,$(GEN_STEMS),$(s)_pb2.py $(s)_pb2.pyi $(s)_pb2_grpc.py 
 GEN_PKGS  := $(sort $(foreach d,$(patsubst %/,%,$(dir $(GEN_STEMS))),$(d) $(patsubst %/,%,$(dir $(d)))))
 GEN_INITS := $(addsuffix /__init__.py,$(GEN_PKGS))
 
-# The polyglot clients: Node (its own package.json + lockfile) and Go (built into a GOPATH in build/go).
-NODE_CLIENT_STAMP := clients/node/node_modules/.voxgate-installed
-GO_CLIENT         := build/go/bin/voxgate-go
-GO_CLIENT_INPUTS  := $(shell find clients/go -type f) clients/service_config.json $(PROTOS)
+# The polyglot clients: Node (its own package.json + lockfile), Go (built into a GOPATH in build/go)
+# and Java (javac against Debian's jars, into build/java).
+NODE_CLIENT_STAMP  := clients/node/node_modules/.voxgate-installed
+GO_CLIENT          := build/go/bin/voxgate-go
+GO_CLIENT_INPUTS   := $(shell find clients/go -type f) clients/service_config.json $(PROTOS)
+JAVA_CLIENT        := build/java/bin/voxgate-java
+JAVA_CLIENT_INPUTS := $(shell find clients/java -type f) clients/service_config.json $(PROTOS)
 
 .PHONY: help setup proto proto-check lint fmt test run bench bench-full soak chart image clean clients clients-toolchain test-clients
 
@@ -90,10 +93,11 @@ fmt: setup ## format and autofix: ruff format, ruff check --fix, buf format -w
 test: setup clients ## run the test suite (PYTEST_ARGS='-k pool -x' to narrow it)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-clients: $(NODE_CLIENT_STAMP) $(GO_CLIENT) ## build the Node and Go clients (apt-installs the Go toolchain if missing)
+clients: $(NODE_CLIENT_STAMP) $(GO_CLIENT) $(JAVA_CLIENT) ## build the Node, Go and Java clients (apt-installs the Go and Java toolchains if missing)
 
 clients-toolchain:
 	@clients/go/install-toolchain.sh
+	@clients/java/install-toolchain.sh
 
 # --ignore-scripts: protobufjs's postinstall only prints a warning about version ranges.
 $(NODE_CLIENT_STAMP): clients/node/package.json clients/node/package-lock.json
@@ -102,6 +106,9 @@ $(NODE_CLIENT_STAMP): clients/node/package.json clients/node/package-lock.json
 
 $(GO_CLIENT): $(GO_CLIENT_INPUTS) | clients-toolchain
 	clients/go/build.sh build/go
+
+$(JAVA_CLIENT): $(JAVA_CLIENT_INPUTS) | clients-toolchain
+	clients/java/build.sh build/java
 
 test-clients: setup clients ## start voxgate on the embedded default; run both clients and grpcurl against it
 	$(PY) -m pytest $(PYTEST_ARGS) tests/integration/clients
