@@ -1,4 +1,4 @@
-"""What a Node or a Go developer gets from voxgate: audio, text, and clear errors.
+"""What a Node, Go or Java developer gets from voxgate: audio, text, and clear errors.
 
 Each test runs once per client (the ``cli`` fixture); the clients are real processes.
 """
@@ -34,7 +34,7 @@ async def test_synthesize_returns_non_silent_wav_audio(cli: Cli, served: str, tm
 
 async def test_generate_streams_deltas_and_a_final_usage(cli: Cli, served: str) -> None:
     prompt = "Say hello to the polyglot clients"
-    done = await cli.run("generate", prompt, "--json", "--server", served)
+    done = await cli.run("generate", prompt, "--stream", "--json", "--server", served)
     assert done.returncode == 0, done.stderr
     *pieces, last = [json.loads(line) for line in done.stdout.splitlines()]  # one line per message
     assert len(pieces) >= 2 and all(piece["delta"] for piece in pieces)
@@ -48,7 +48,7 @@ async def test_generate_streams_deltas_and_a_final_usage(cli: Cli, served: str) 
 
 
 async def test_generate_without_streaming_returns_the_whole_answer(cli: Cli, served: str) -> None:
-    done = await cli.run("generate", "Say hello", "--no-stream", "--json", "--server", served)
+    done = await cli.run("generate", "Say hello", "--json", "--server", served)
     assert done.returncode == 0, done.stderr
     reply = json.loads(done.stdout)
     assert reply["text"] == "Hello! You said: Say hello" and reply["finishReason"] == "stop"
