@@ -110,7 +110,7 @@ $(GO_CLIENT): $(GO_CLIENT_INPUTS) | clients-toolchain
 $(JAVA_CLIENT): $(JAVA_CLIENT_INPUTS) | clients-toolchain
 	clients/java/build.sh build/java
 
-test-clients: setup clients ## start voxgate on the embedded default; run both clients and grpcurl against it
+test-clients: setup clients ## run the four CLIs (Python, Node, Go, Java) through the conformance table, the retry tests and grpcurl against a real voxgate
 	$(PY) -m pytest $(PYTEST_ARGS) tests/integration/clients
 
 run: setup ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to pass flags)

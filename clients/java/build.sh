@@ -4,7 +4,8 @@
 #
 # OUT_DIR gets gen/ (the code protoc and grpc-java's plugin generate from protos/), classes/
 # (compiled, plus clients/service_config.json as the resource voxgate/client/service_config.json),
-# voxgate-client.jar, classpath (the runtime jars, one line) and bin/voxgate-java, the CLI.
+# voxgate-client.jar, classpath (the runtime jars, one line), bin/voxgate-java (the CLI) and
+# examples/ (clients/java/examples, compiled).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -50,6 +51,10 @@ javac --release 17 -encoding UTF-8 -Xlint:all,-options,-processing,-deprecation,
   -cp "$compile_classpath" -d "$out/classes" "${sources[@]}"
 cp "$repo/clients/service_config.json" "$out/classes/voxgate/client/"
 jar --create --file "$out/voxgate-client.jar" -C "$out/classes" .
+# The library example of docs/clients-java.md, compiled against the jar like a user's code.
+rm -rf "$out/examples"
+javac --release 17 -encoding UTF-8 -Xlint:all,-options,-classfile -Werror \
+  -cp "$out/voxgate-client.jar:$classpath" -d "$out/examples" "$repo"/clients/java/examples/*.java
 echo "$classpath" >"$out/classpath"
 
 # The launcher finds the jar beside it and the runtime jars where Debian put them at build time.
