@@ -37,10 +37,13 @@ GENERATED := $(foreach s,$(GEN_STEMS),$(s)_pb2.py $(s)_pb2.pyi $(s)_pb2_grpc.py 
 GEN_PKGS  := $(sort $(foreach d,$(patsubst %/,%,$(dir $(GEN_STEMS))),$(d) $(patsubst %/,%,$(dir $(d)))))
 GEN_INITS := $(addsuffix /__init__.py,$(GEN_PKGS))
 
-# The polyglot clients: Node (its own package.json + lockfile) and Go (built into a GOPATH in build/go).
-NODE_CLIENT_STAMP := clients/node/node_modules/.voxgate-installed
-GO_CLIENT         := build/go/bin/voxgate-go
-GO_CLIENT_INPUTS  := $(shell find clients/go -type f) clients/service_config.json $(PROTOS)
+# The polyglot clients: Node (its own package.json + lockfile), Go (built into a GOPATH in build/go)
+# and Java (javac against Debian's jars, into build/java).
+NODE_CLIENT_STAMP  := clients/node/node_modules/.voxgate-installed
+GO_CLIENT          := build/go/bin/voxgate-go
+GO_CLIENT_INPUTS   := $(shell find clients/go -type f) clients/service_config.json $(PROTOS)
+JAVA_CLIENT        := build/java/bin/voxgate-java
+JAVA_CLIENT_INPUTS := $(shell find clients/java -type f) clients/service_config.json $(PROTOS)
 
 .PHONY: help setup proto proto-check lint fmt test test-python test-fast run bench bench-full soak chart image clean clients clients-toolchain test-clients
 
@@ -81,7 +84,7 @@ $(BIN)/uv: | $(VENV)/pyvenv.cfg
 
 # The dev install covers the runtime too, so it stamps both.
 $(RUNTIME_STAMP): pyproject.toml | $(VENV)/pyvenv.cfg $(INSTALL_DEPS)
-	$(call install_into_venv,voxgate (runtime dependencies only),-e .)
+	$(call install_into_venv,voxgate and the embedded upstream's audio stack (the demo extra; no dev tools),-e '.[demo]')
 	@touch $@
 
 $(DEV_STAMP): pyproject.toml | $(VENV)/pyvenv.cfg $(INSTALL_DEPS)
@@ -124,19 +127,20 @@ fmt: setup ## format and autofix: ruff format, ruff check --fix, buf format -w
 	$(BIN)/ruff check --fix
 	$(BUF) format -w
 
-test: setup clients ## the whole suite, Node and Go clients included (see `clients`; PYTEST_ARGS='-k pool -x' to narrow)
+test: setup clients ## the whole suite, Node, Go and Java clients included (see `clients`; PYTEST_ARGS='-k pool -x' to narrow)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-python: $(DEV_STAMP) ## the Python suite alone, no Go or Node needed: all but the clients' tests
+test-python: $(DEV_STAMP) ## the Python suite alone, no Go, Node or Java needed: all but the clients' tests
 	$(PY) -m pytest -m 'not clients' $(PYTEST_ARGS)
 
 test-fast: $(DEV_STAMP) ## the quick subset (under ~30 s): -m 'not slow and not clients'
 	$(PY) -m pytest -m 'not slow and not clients' $(PYTEST_ARGS)
 
-clients: $(NODE_CLIENT_STAMP) $(GO_CLIENT) ## build the Node and Go clients (apt-installs the Go toolchain, 7 packages, if missing)
+clients: $(NODE_CLIENT_STAMP) $(GO_CLIENT) $(JAVA_CLIENT) ## build the Node, Go and Java clients (apt-installs their Debian toolchains if missing, saying which)
 
 clients-toolchain:
 	@clients/go/install-toolchain.sh
+	@clients/java/install-toolchain.sh
 
 # --ignore-scripts: protobufjs's postinstall only prints a warning about version ranges.
 $(NODE_CLIENT_STAMP): clients/node/package.json clients/node/package-lock.json
@@ -146,7 +150,10 @@ $(NODE_CLIENT_STAMP): clients/node/package.json clients/node/package-lock.json
 $(GO_CLIENT): $(GO_CLIENT_INPUTS) | clients-toolchain
 	clients/go/build.sh build/go
 
-test-clients: setup clients ## start voxgate on the embedded default; run both clients and grpcurl against it
+$(JAVA_CLIENT): $(JAVA_CLIENT_INPUTS) | clients-toolchain
+	clients/java/build.sh build/java
+
+test-clients: setup clients ## run the four CLIs (Python, Node, Go, Java) through the conformance table, the retry tests and grpcurl against a real voxgate
 	$(PY) -m pytest $(PYTEST_ARGS) tests/integration/clients
 
 run: $(RUNTIME_STAMP) ## run the server: voxgate serve (RUN_ARGS='--listen [::]:50051' to pass flags)

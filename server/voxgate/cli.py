@@ -249,7 +249,7 @@ def _generate(args: argparse.Namespace) -> int:
                 else:
                     await _print_reply(client, generation_pb2.GenerateRequest(**fields), args.timeout)
             except grpc.aio.AioRpcError as exc:
-                print(f"\nvoxgate generate: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                print(f"voxgate generate: {exc.code().name}: {exc.details()}", file=sys.stderr)
                 return 1
         return 0
 
@@ -262,10 +262,15 @@ async def _print_stream(
     started = time.perf_counter()
     client_ttft_ms = 0.0
     last = generation_pb2.GenerateStreamResponse()
-    async for last in client.generate_stream(request, timeout_s=timeout_s):
-        if last.delta and not client_ttft_ms:
-            client_ttft_ms = (time.perf_counter() - started) * 1000
-        print(last.delta, end="", flush=True)
+    try:
+        async for last in client.generate_stream(request, timeout_s=timeout_s):
+            if last.delta and not client_ttft_ms:
+                client_ttft_ms = (time.perf_counter() - started) * 1000
+            print(last.delta, end="", flush=True)
+    except grpc.aio.AioRpcError:
+        if client_ttft_ms:
+            print()  # end the half-printed answer on stdout; the error is stderr's first line
+        raise
     print(
         f"\nfinish {last.finish_reason}; {_usage_line(last.usage)}\n"
         f"first token {client_ttft_ms:.1f} ms (client), {last.time_to_first_token_ms} ms in voxgate;"

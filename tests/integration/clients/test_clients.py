@@ -1,10 +1,11 @@
-"""What a Node or a Go developer gets from voxgate: audio, text, and clear errors.
+"""What a Node, Go or Java developer gets from voxgate: audio, text, and clear errors.
 
 Each test runs once per client (the ``cli`` fixture); the clients are real processes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +15,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from audio_checks import pcm_rms, read_wav
-from harness import TEXT
-from polyglot import Cli
+from harness import TEXT, child_env
+from polyglot import REPO, Cli, built
 from voxgate.app import App
 
 
@@ -34,7 +35,7 @@ async def test_synthesize_returns_non_silent_wav_audio(cli: Cli, served: str, tm
 
 async def test_generate_streams_deltas_and_a_final_usage(cli: Cli, served: str) -> None:
     prompt = "Say hello to the polyglot clients"
-    done = await cli.run("generate", prompt, "--json", "--server", served)
+    done = await cli.run("generate", prompt, "--stream", "--json", "--server", served)
     assert done.returncode == 0, done.stderr
     *pieces, last = [json.loads(line) for line in done.stdout.splitlines()]  # one line per message
     assert len(pieces) >= 2 and all(piece["delta"] for piece in pieces)
@@ -48,7 +49,7 @@ async def test_generate_streams_deltas_and_a_final_usage(cli: Cli, served: str) 
 
 
 async def test_generate_without_streaming_returns_the_whole_answer(cli: Cli, served: str) -> None:
-    done = await cli.run("generate", "Say hello", "--no-stream", "--json", "--server", served)
+    done = await cli.run("generate", "Say hello", "--json", "--server", served)
     assert done.returncode == 0, done.stderr
     reply = json.loads(done.stdout)
     assert reply["text"] == "Hello! You said: Say hello" and reply["finishReason"] == "stop"
@@ -79,3 +80,39 @@ async def test_deadline_shorter_than_the_synthesis_is_deadline_exceeded_and_the_
     done = await cli.run("synth", "Still here.", "-o", str(out), "--server", gateway.address)
     assert done.returncode == 0, done.stderr
     assert pcm_rms(read_wav(out.read_bytes()).pcm) > 100
+
+
+async def test_java_library_example_runs_against_voxgate(served: str, tmp_path: Path) -> None:
+    """clients/java/examples/HelloVoxgate.java, the docs' example: grpc-java 1.41 on Debian's
+    netty 4.1.48 (built for a newer netty) doing real HTTP/2 calls, every library entry point."""
+    built("java")
+    java = REPO / "build/java"
+    classpath = (
+        f"{java / 'examples'}:{java / 'voxgate-client.jar'}:{(java / 'classpath').read_text().strip()}"
+    )
+    out = tmp_path / "hello.wav"
+    proc = await asyncio.create_subprocess_exec(
+        "java",
+        "-cp",
+        classpath,
+        "HelloVoxgate",
+        served,
+        str(out),
+        env=child_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    lines = stdout.decode().splitlines()
+    data = out.read_bytes()
+    assert lines[0].startswith(f"wav: {len(data)} bytes, first packet in voxgate ")
+    wav = read_wav(data)
+    assert pcm_rms(wav.pcm) > 100
+    assert lines[1] == f"pcm: {len(wav.pcm)} bytes"  # the same text as PCM: the WAV's samples, no header
+    assert lines[2:] == [
+        "unary: Hello! You said: Say hello",
+        "callback: Hello! You said: Say hello (stop)",
+        "iterator first piece: Hello",
+        "error: INVALID_ARGUMENT: text: must not be empty",
+    ]
