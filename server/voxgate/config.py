@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from voxgate.generation.multimodal import DEFAULT_MULTIMODAL_PREFIXES
 from voxgate.generation.session import HttpConfig
 from voxgate.pool import OVERFLOW_POLICIES, OVERFLOW_WAIT, PoolConfig
 
@@ -87,6 +88,11 @@ class Settings:
     http_total_timeout_s: float = 300.0
     dev_upstream_token_interval_ms: float = 20.0
     workers: int = 1
+    # -- generation, whole (issue 16) --
+    workspace: str | None = None
+    multimodal_model_prefixes: tuple[str, ...] = DEFAULT_MULTIMODAL_PREFIXES
+    http_retry_sent_timeouts: bool = False
+    trace_content_max_chars: int = 16384
     api_key: Secret | None = None
 
     @property
@@ -192,6 +198,22 @@ def _overflow_policy(text: str) -> str:
     if text not in OVERFLOW_POLICIES:
         raise ValueError(f"must be one of {', '.join(OVERFLOW_POLICIES)}")
     return text
+
+
+def _prefix_list(text: str) -> tuple[str, ...]:
+    prefixes = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not prefixes:
+        raise ValueError("must name at least one model prefix, comma-separated")
+    return prefixes
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
 
 
 def _log_level(text: str) -> str:
@@ -390,19 +412,49 @@ OPTIONS: tuple[Option, ...] = (
         "http_first_byte_timeout_s",
         "VOXGATE_HTTP_FIRST_BYTE_TIMEOUT_S",
         _positive_seconds,
-        "longest wait for the upstream's answer to start, and then between two reads of a stream",
+        "streams: longest wait for the stream to start, and then between two of its reads",
     ),
     Option(
         "http_total_timeout_s",
         "VOXGATE_HTTP_TOTAL_TIMEOUT_S",
         _positive_seconds,
-        "limit of one whole generation call, waiting for a free connection included",
+        "limit of one whole generation call, waiting for a free connection included; the only limit"
+        " of a Generate (not streamed), whose answer comes whole",
     ),
     Option(
         "dev_upstream_token_interval_ms",
         "VOXGATE_DEV_UPSTREAM_TOKEN_INTERVAL_MS",
         _non_negative_float,
         "embedded upstream only: pause between two streamed tokens of the local-echo model",
+    ),
+    # -- generation, whole (issue 16) --
+    Option(
+        "workspace",
+        "DASHSCOPE_WORKSPACE",
+        _non_empty,
+        "DashScope workspace id (the vendor SDK's variable): sent as X-DashScope-WorkSpace on every"
+        " WebSocket handshake and HTTP call; unset: the account's default workspace",
+    ),
+    Option(
+        "multimodal_model_prefixes",
+        "VOXGATE_MULTIMODAL_MODEL_PREFIXES",
+        _prefix_list,
+        "comma-separated model name prefixes sent to the multimodal endpoint (default:"
+        f" {','.join(DEFAULT_MULTIMODAL_PREFIXES)}); a request with an image goes there whatever its model",
+    ),
+    Option(
+        "http_retry_sent_timeouts",
+        "VOXGATE_HTTP_RETRY_SENT_TIMEOUTS",
+        _bool,
+        "retry a generation whose HTTP timeout struck after the whole request was sent (default false:"
+        " the upstream may still generate that answer, and bills it, so a retry can bill it twice)",
+    ),
+    Option(
+        "trace_content_max_chars",
+        "VOXGATE_TRACE_CONTENT_MAX_CHARS",
+        _positive_int,
+        "with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true: most characters of prompt or"
+        " answer text per span attribute; the rest is cut and marked",
     ),
 )
 

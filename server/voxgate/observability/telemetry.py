@@ -121,11 +121,20 @@ GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+"""Of the output tokens, those spent on reasoning (thinking mode)."""
 GEN_AI_TIME_TO_FIRST_CHUNK_MS: Final = "voxgate.generation.time_to_first_chunk_ms"
 """Attempt start to the first streamed chunk."""
 GENERATION_REPETITION_PENALTY: Final = "voxgate.generation.request.repetition_penalty"
 GENERATION_ENABLE_THINKING: Final = "voxgate.generation.request.enable_thinking"
 GENERATION_ATTEMPT: Final = "voxgate.generation.attempt"
+GENERATION_TOOL_CHOICE: Final = "voxgate.generation.request.tool_choice"
+GENERATION_MULTIMODAL: Final = "voxgate.generation.multimodal"
+"""The attempt went to the multimodal endpoint."""
+GENERATION_TIME_TO_FIRST_TOKEN_MS: Final = "voxgate.generation.time_to_first_token_ms"
+"""On the RPC span of a stream: arrival to the first delta sent, reasoning or answer."""
+GENERATION_TIME_TO_FIRST_ANSWER_TOKEN_MS: Final = "voxgate.generation.time_to_first_answer_token_ms"
+"""On the RPC span of a stream: arrival to the first answer delta sent (after any reasoning)."""
 HTTP_CONNECTION_REUSED: Final = "voxgate.http.connection.reused"
 """aiohttp sent the request on a kept-alive connection (False: it opened one)."""
 HTTP_CONNECTION_CREATE_MS: Final = "voxgate.http.connection.create_time_ms"
@@ -150,6 +159,7 @@ METRIC_POOL_PENDING: Final = "voxgate.pool.connection.pending_requests"
 METRIC_POOL_SERVING: Final = "voxgate.pool.serving"
 METRIC_POOL_HELD_LONG: Final = "voxgate.pool.lease.held_long"
 METRIC_TIME_TO_FIRST_TOKEN: Final = "voxgate.generation.time_to_first_token"
+METRIC_TIME_TO_FIRST_ANSWER_TOKEN: Final = "voxgate.generation.time_to_first_answer_token"
 METRIC_GEN_AI_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
 METRIC_HTTP_CREATED: Final = "voxgate.http.connection.created"
 METRIC_HTTP_REUSED: Final = "voxgate.http.connection.reused"
@@ -159,6 +169,8 @@ METRIC_HTTP_REUSED: Final = "voxgate.http.connection.reused"
 PROTOCOL_GRPC: Final = "grpc"
 PROTOCOL_HTTP: Final = "http/protobuf"
 _ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+CAPTURE_MESSAGE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+"""The GenAI conventions' opt-in for prompt and answer content in spans (off by default)."""
 _PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
 
 
@@ -176,6 +188,9 @@ class Telemetry:
     """Spans are recorded and exported."""
     metrics: bool = False
     """Metrics are collected and exported."""
+    capture_message_content: bool = False
+    """``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``: prompts and answers go into
+    the ``chat`` spans (see :mod:`voxgate.generation.content`)."""
     _shutdowns: tuple[Callable[[], object], ...] = field(default=(), repr=False)
 
     @property
@@ -253,6 +268,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Telemetry:
         tracer=tracer,
         meter=meter,
         traces=want_traces,
+        capture_message_content=env.get(CAPTURE_MESSAGE_CONTENT, "").strip().lower() == "true",
         metrics=want_metrics,
         _shutdowns=tuple(shutdowns),
     )

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import grpc
 
-from voxgate.generation.protocol import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
+from voxgate.generation.protocol import (
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimedOut,
+    UpstreamUnavailable,
+)
 from voxgate.pool import ClosedAfterOpen, ConnectFailed, PoolClosed, PoolTimeout
 from voxgate.speech.connection import ConnectionLost, HandshakeRejected
 from voxgate.speech.protocol import (
@@ -56,6 +61,9 @@ def classify(exc: BaseException) -> Failure:
         return _task_failure(exc)
     if isinstance(exc, UpstreamError):
         return _upstream_error(exc)
+    if isinstance(exc, UpstreamTimedOut) and exc.request_sent:
+        # The upstream got the whole request and is slow to answer: not "unavailable".
+        return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc), retryable=exc.retryable)
     if isinstance(exc, UpstreamUnavailable):
         return Failure(grpc.StatusCode.UNAVAILABLE, str(exc), retryable=True)
     if isinstance(exc, UpstreamProtocolError):
