@@ -54,7 +54,8 @@ def parse_generation(body: bytes, *, multimodal: bool = False) -> GenerationSpec
     parameters = document.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise _invalid("parameters must be an object")
-    result_format = parameters.get("result_format", "text")
+    # The multimodal endpoint answers in the message format whatever was asked.
+    result_format = "message" if multimodal else parameters.get("result_format", "text")
     if result_format not in RESULT_FORMATS:
         raise _invalid(f"result_format must be one of {', '.join(RESULT_FORMATS)}")
     messages, images = _messages(document.get("input"))

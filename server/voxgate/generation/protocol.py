@@ -184,7 +184,9 @@ def request_headers(api_key: str, *, stream: bool, workspace: str = "") -> dict[
 def request_body(params: GenerationParams, *, stream: bool) -> bytes:
     """``{"model", "parameters", "input": {"messages"}}``, UTF-8 (not ASCII-escaped, §2.3)."""
     sampling = params.sampling
-    parameters: dict[str, Any] = {"result_format": "message"}
+    # The multimodal endpoint always answers in the message format; MultiModalConversation
+    # sends no result_format.
+    parameters: dict[str, Any] = {} if params.multimodal else {"result_format": "message"}
     for name in (
         "max_tokens",
         "temperature",
