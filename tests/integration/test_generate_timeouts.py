@@ -23,7 +23,7 @@ TOTAL_TIMEOUT_S = 2
 FIRST_BYTE_TIMEOUT_S = 1
 SLOW_UPSTREAM_MS = 3000
 ASK = pb.GenerateRequest(messages=[pb.Message(role="user", content="Write me a long essay")])
-ENV = {
+ENV: dict[str, Any] = {
     "VOXGATE_HTTP_TOTAL_TIMEOUT_S": TOTAL_TIMEOUT_S,
     "VOXGATE_HTTP_FIRST_BYTE_TIMEOUT_S": FIRST_BYTE_TIMEOUT_S,
 }
