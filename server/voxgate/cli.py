@@ -289,7 +289,7 @@ async def _print_stream(
         print(_THINKING_END, end="")
     _print_tool_calls(last.tool_calls)
     answer = ""
-    if last.time_to_first_answer_token_ms != last.time_to_first_token_ms:
+    if last.time_to_first_answer_token_ms not in (0, last.time_to_first_token_ms):
         answer = f", first answer token {last.time_to_first_answer_token_ms} ms in voxgate"
     print(
         f"\nfinish {last.finish_reason}; {_usage_line(last.usage)}\n"

@@ -3,10 +3,12 @@
 /**
  * voxgate-node synth TEXT [-o out.wav] [--format wav|pcm|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
  * voxgate-node generate PROMPT [--system TEXT] [--model M] [--max-tokens N] [--no-stream] [--json]
+ *                      [--image FILE_OR_URL]... [--think] [--tool NAME[=JSON_SCHEMA]]... [--tool-choice C]
  * Both take --server HOST:PORT (default 127.0.0.1:50051) and --timeout SECONDS (default 60).
  * Exit status: 0 done, 1 the call failed (the gRPC status is printed), 2 bad usage.
  */
 
+const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { VoxgateClient, describeError } = require('../lib/voxgate');
@@ -20,6 +22,7 @@ const COMMON = {
 };
 const USAGE = `usage: voxgate-node synth TEXT [-o FILE] [--format pcm|wav|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
        voxgate-node generate PROMPT [--system TEXT] [--model M] [--max-tokens N] [--no-stream] [--json]
+                             [--image FILE_OR_URL]... [--think] [--tool NAME[=JSON_SCHEMA]]... [--tool-choice C]
 common options: --server HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (default 60)`;
 
 class UsageError extends Error {}
@@ -88,11 +91,21 @@ async function generate(argv) {
     'max-tokens': { type: 'string' },
     'no-stream': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
+    image: { type: 'string', multiple: true, default: [] },
+    think: { type: 'boolean', default: false },
+    tool: { type: 'string', multiple: true, default: [] },
+    'tool-choice': { type: 'string', default: '' },
   });
   const messages = values.system === undefined ? [] : [{ role: 'system', content: values.system }];
-  messages.push({ role: 'user', content: text });
+  messages.push(userMessage(text, values.image));
   const maxTokens = integerOption(values, 'max-tokens');
-  const request = { model: values.model, messages, sampling: maxTokens === undefined ? {} : { maxTokens } };
+  const sampling = maxTokens === undefined ? {} : { maxTokens };
+  if (values.think) sampling.enableThinking = true;
+  const tools = values.tool.map((spec) => {
+    const [name, ...schema] = spec.split('=');
+    return { name, parameters: schema.join('=') };
+  });
+  const request = { model: values.model, messages, sampling, tools, toolChoice: values['tool-choice'] };
   const client = new VoxgateClient(values.server);
   try {
     const started = performance.now();
@@ -102,22 +115,42 @@ async function generate(argv) {
         console.log(JSON.stringify(response));
       } else {
         const answerMs = (performance.now() - started).toFixed(1);
-        console.log(`${response.text}\n${finishLine(response)}\nanswer in ${answerMs} ms (client); ${origin(response)}`);
+        if (response.reasoning) console.log(THINKING_START + response.reasoning + THINKING_END);
+        console.log(`${response.text}${toolCallLines(response)}\n${finishLine(response)}\nanswer in ${answerMs} ms (client); ${origin(response)}`);
       }
       return;
     }
     let last = null;
     let firstTokenMs = null;
+    let thinking = false;
     for await (const response of client.generateStream(request, { timeoutMs })) {
-      if (firstTokenMs === null && response.delta) firstTokenMs = performance.now() - started;
-      // Each piece goes out the moment it arrives: one JSON line per message with --json.
-      process.stdout.write(values.json ? `${JSON.stringify(response)}\n` : response.delta);
+      if (firstTokenMs === null && (response.delta || response.reasoningDelta)) firstTokenMs = performance.now() - started;
       last = response;
+      // Each piece goes out the moment it arrives: one JSON line per message with --json.
+      if (values.json) {
+        process.stdout.write(`${JSON.stringify(response)}\n`);
+        continue;
+      }
+      if (response.reasoningDelta) {
+        if (!thinking) process.stdout.write(THINKING_START);
+        thinking = true;
+        process.stdout.write(response.reasoningDelta);
+      }
+      if (response.delta) {
+        if (thinking) process.stdout.write(`${THINKING_END}\n`);
+        thinking = false;
+        process.stdout.write(response.delta);
+      }
     }
     if (!values.json) {
+      if (thinking) process.stdout.write(THINKING_END);
+      const answer =
+        [0, last.timeToFirstTokenMs].includes(last.timeToFirstAnswerTokenMs)
+          ? ''
+          : `, first answer token ${last.timeToFirstAnswerTokenMs} ms in voxgate`;
       console.log(
-        `\n${finishLine(last)}\nfirst token ${(firstTokenMs ?? 0).toFixed(1)} ms (client), ` +
-          `${last.timeToFirstTokenMs} ms in voxgate; ${origin(last)}`,
+        `${toolCallLines(last)}\n${finishLine(last)}\nfirst token ${(firstTokenMs ?? 0).toFixed(1)} ms (client), ` +
+          `${last.timeToFirstTokenMs} ms in voxgate${answer}; ${origin(last)}`,
       );
     }
   } finally {
@@ -125,9 +158,37 @@ async function generate(argv) {
   }
 }
 
+// Reasoning is prefixed (and dimmed on a terminal), so it never reads as the answer.
+const DIM = process.stdout.isTTY && !process.env.NO_COLOR;
+const THINKING_START = `${DIM ? '\x1b[2m' : ''}thinking: `;
+const THINKING_END = DIM ? '\x1b[0m' : '';
+
+/** The prompt after its images: files are read and sent inline, URLs as they are. */
+function userMessage(text, images) {
+  if (images.length === 0) return { role: 'user', content: text };
+  const parts = images.map((image) =>
+    /^(https?:\/\/|oss:\/\/|data:)/.test(image) ? { imageUrl: image } : { image: readImage(image) },
+  );
+  parts.push({ text });
+  return { role: 'user', parts };
+}
+
+function readImage(file) {
+  try {
+    return fs.readFileSync(file);
+  } catch (error) {
+    throw new UsageError(`--image: ${error.message}`);
+  }
+}
+
+function toolCallLines(response) {
+  return (response.toolCalls ?? []).map((call) => `\ntool call: ${call.name}(${call.arguments}) id ${call.id}`).join('');
+}
+
 function finishLine(response) {
   const u = response.usage;
-  return `finish ${response.finishReason}; usage ${u.inputTokens} in + ${u.outputTokens} out = ${u.totalTokens} tokens`;
+  const reasoning = u.reasoningTokens ? ` (${u.reasoningTokens} reasoning)` : '';
+  return `finish ${response.finishReason}; usage ${u.inputTokens} in + ${u.outputTokens}${reasoning} out = ${u.totalTokens} tokens`;
 }
 
 function origin(response) {
