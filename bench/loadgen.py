@@ -168,7 +168,7 @@ class SdkDriver:
     """``SpeechSynthesizerObjectPool`` as the vendor's high-concurrency guide uses it.
 
     One deviation, on purpose: the guide returns the synthesizer from ``on_complete``,
-    which races the SDK's own task cleanup (reference §1.7: 15-25 % of calls fail with
+    which races the SDK's own task cleanup (docs/protocol.md#the-vendor-sdks-pool: 15-25 % of calls fail with
     ``InvalidTask``). Here the calling thread returns it after that cleanup ran, so the
     bench measures the pool, not the race.
     """
@@ -186,7 +186,8 @@ class SdkDriver:
     def prepare(self) -> None:
         from dashscope.audio.tts_v2 import SpeechSynthesizerObjectPool
 
-        # Connects pool_size sockets one after another (~100 ms polling each, reference §1.7).
+        # Connects pool_size sockets one after another (~100 ms polling each,
+        # docs/protocol.md#the-vendor-sdks-pool).
         self._pool = SpeechSynthesizerObjectPool(max_size=self._pool_size)
 
     def one(self, text: str, started: float) -> Sample:
@@ -232,7 +233,8 @@ class SdkDriver:
 
     def close(self) -> None:
         if self._pool is not None:
-            # shutdown() stops the pool's thread but closes no socket (§1.7); the process exit does.
+            # shutdown() stops the pool's thread but closes no socket
+            # (docs/protocol.md#the-vendor-sdks-pool); the process exit does.
             self._pool.shutdown()
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -30,7 +32,8 @@ from voxgate.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
 from voxgate.pool.telemetry import PoolTelemetry
 from voxgate.rpc.interceptor import RpcInterceptor
 from voxgate.rpc.retry import RetryPolicy
-from voxgate.speech.connection import Endpoint, HandshakeRejected, Synthesizer
+from voxgate.rpc.shutdown import InFlight
+from voxgate.speech.connection import Endpoint, Synthesizer, SynthesizerConnector
 from voxgate.speech.servicer import SpeechService
 from voxgate.speech.telemetry import SpeechTelemetry
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
@@ -50,6 +53,8 @@ STATS_SERVICE = stats_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name
 TTS_POOL = "tts"
 GENERATION_SERVICE = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name
 LIVENESS_SERVICE = "liveness"
+STOP_NOW_TIMEOUT_S = 5.0
+"""On a stop at once, how long cancelled calls may take to return their leases and answer."""
 """Health service name that is SERVING while the process serves at all, whatever the upstream
 does: for liveness probes, which must not restart pods because DashScope rejects the key."""
 
@@ -71,6 +76,8 @@ class App:
         self._http: aiohttp.ClientSession | None = None
         self._health_updates: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._stop_now = asyncio.Event()
+        self._in_flight = InFlight()
 
     @property
     def pool(self) -> Pool[Synthesizer]:
@@ -108,16 +115,7 @@ class App:
         pool_telemetry = PoolTelemetry(self.telemetry, pool_name=TTS_POOL) if self.telemetry.enabled else None
         if pool_telemetry is not None:
             listeners.append(pool_telemetry.on_event)
-        self._pool = Pool(
-            connect=lambda: Synthesizer.connect(endpoint),
-            close=Synthesizer.close,
-            is_open=lambda synth: synth.is_open,
-            ping=Synthesizer.ping,
-            is_fatal=lambda exc: isinstance(exc, HandshakeRejected) and exc.is_auth_failure,
-            refusal=lambda synth: synth.refusal,
-            config=settings.pool_config(),
-            listeners=listeners,
-        )
+        self._pool = Pool(SynthesizerConnector(endpoint), config=settings.pool_config(), listeners=listeners)
         pool = self._pool
         peak.observe(lambda: pool.in_use)
         if pool_telemetry is not None:
@@ -136,9 +134,15 @@ class App:
         server = grpc.aio.server(
             interceptors=interceptors, options=[("grpc.so_reuseport", int(settings.workers > 1))]
         )
-        speech_pb2_grpc.add_SpeechServiceServicer_to_server(self._speech, server)
-        stats_pb2_grpc.add_StatsServiceServicer_to_server(self._stats, server)
-        generation_pb2_grpc.add_GenerationServiceServicer_to_server(self._generation, server)
+        # Tracked, so that a stop at once can answer each running call with a clear status.
+        track = self._in_flight.track
+        speech_pb2_grpc.add_SpeechServiceServicer_to_server(
+            track(self._speech, _service(SPEECH_SERVICE)), server
+        )
+        stats_pb2_grpc.add_StatsServiceServicer_to_server(track(self._stats, _service(STATS_SERVICE)), server)
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server(
+            track(self._generation, _service(GENERATION_SERVICE)), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
@@ -184,7 +188,11 @@ class App:
             )
             await self.dev_upstream.start()
             url, http_url = self.dev_upstream.ws_url, self.dev_upstream.http_base_url
-            log.info("DASHSCOPE_API_KEY is not set: serving on the embedded local upstream at %s", url)
+            log.info(
+                "DASHSCOPE_API_KEY is not set: serving on the embedded local upstream at %s and %s",
+                url,
+                http_url,
+            )
         else:
             api_key, url, http_url = settings.api_key.reveal(), settings.ws_url, settings.http_url
             log.info("upstream: %s and %s", url, http_url)
@@ -230,7 +238,7 @@ class App:
         if self._health_updates:
             await asyncio.gather(*self._health_updates, return_exceptions=True)
         if self._server is not None:
-            await self._server.stop(grace_s)
+            await self._drain(self._server, grace_s)
         if self._pool is not None:
             await self._pool.close()
         if self._http is not None:
@@ -241,17 +249,53 @@ class App:
         await asyncio.to_thread(self.telemetry.shutdown)
         log.info("stopped")
 
+    def stop_now(self) -> None:
+        """End a drain at once: in-flight calls are cancelled instead of given the rest of the grace."""
+        if not self._stop_now.is_set():
+            log.warning("stopping now: cancelling in-flight calls")
+            self._stop_now.set()
+
+    async def _drain(self, server: grpc.aio.Server, grace_s: float) -> None:
+        cut_short = asyncio.ensure_future(self._cut_short(server))
+        try:
+            # Awaited here, not in a task: the shutdown starts in this step. Started a loop step
+            # later, a call sent on seeing NOT_SERVING could land half-way and end CANCELLED
+            # instead of being refused UNAVAILABLE (seen in tests/faults/test_drain.py).
+            await server.stop(grace_s)
+        finally:
+            if self._stop_now.is_set():
+                await cut_short
+            else:
+                cut_short.cancel()
+
+    async def _cut_short(self, server: grpc.aio.Server) -> None:
+        await self._stop_now.wait()
+        # Our calls first, so each caller reads why; then a zero grace makes gRPC cancel whatever
+        # is left (health watches, reflection) and ends the running stop.
+        await self._in_flight.cancel_all(timeout_s=STOP_NOW_TIMEOUT_S)
+        await server.stop(0)
+
+
+def _service(full_name: str) -> ServiceDescriptor:
+    return descriptor_pool.Default().FindServiceByName(full_name)
+
 
 async def serve(settings: Settings, telemetry: Telemetry | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then drain. Prints the listening address on stdout."""
+    """Run until SIGTERM or SIGINT, then drain; a second signal cuts the drain short.
+
+    Prints the listening address on stdout.
+    """
     app = App(settings, telemetry)
+    loop = asyncio.get_running_loop()
     try:
         await app.start()
         print(f"voxgate listening on {app.address}", flush=True)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
+        # Like most servers: the first signal drains, a second one stops at once.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, app.stop_now)
     finally:
         await app.stop()

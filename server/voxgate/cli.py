@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from voxgate import __version__, config
+from voxgate import settings as declared
 from voxgate.generation.v1 import generation_pb2
 from voxgate.observability import logs, telemetry
 from voxgate.speech.v1 import speech_pb2
@@ -27,7 +28,11 @@ if TYPE_CHECKING:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # A stray flag belongs to the command's usage, not the top level's: argparse would print
+        # "usage: voxgate [-h] [--version] COMMAND" for `voxgate synth "Hi" --speed 2`.
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler = args.handler
     try:
         result: int = handler(args)
@@ -50,43 +55,48 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the gRPC server (embedded local upstream when DASHSCOPE_API_KEY is unset)",
-        description="Every flag overrides the environment variable named in its help. "
+        description="Every flag overrides the environment variable named in its help ($NAME). "
         f"The API key is read from {config.API_KEY_ENV} only.",
     )
-    for option in config.OPTIONS:
-        serve.add_argument(
-            option.flag, dest=option.field, metavar="VALUE", help=f"{option.help} [{option.env}]"
-        )
-    serve.set_defaults(handler=_serve)
+    declared.add_arguments(serve, config.Settings)
+    serve.set_defaults(handler=_serve, command_parser=serve)
 
     synth = commands.add_parser("synth", help="synthesize text through a running voxgate into an audio file")
     synth.add_argument("text")
-    synth.add_argument("-o", "--output", default="out.wav", help="audio file to write (default: out.wav)")
     synth.add_argument(
-        "--server", default="127.0.0.1:50051", help="voxgate address (default: 127.0.0.1:50051)"
+        "-o", "--output", metavar="FILE", default="out.wav", help="audio file to write (default: out.wav)"
+    )
+    synth.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        default="127.0.0.1:50051",
+        help="voxgate address (default: 127.0.0.1:50051)",
     )
     synth.add_argument(
         "--format", choices=sorted(FORMATS), help="audio format (default: from the file suffix)"
     )
-    synth.add_argument("--sample-rate", type=int, default=0, help="Hz (default: 22050)")
-    synth.add_argument("--voice", default="", help="voice (default: the server's)")
-    synth.add_argument("--model", default="", help="model (default: the server's)")
-    synth.add_argument("--rate", type=float, help="speaking rate 0.5-2.0")
-    synth.add_argument("--pitch", type=float, help="pitch 0.5-2.0")
-    synth.add_argument("--volume", type=int, help="volume 0-100")
-    synth.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds (default: 60)")
-    synth.set_defaults(handler=_synth)
+    synth.add_argument("--sample-rate", metavar="HZ", type=int, default=0, help="Hz (default: 22050)")
+    synth.add_argument("--voice", metavar="VOICE", default="", help="voice (default: the server's)")
+    synth.add_argument("--model", metavar="MODEL", default="", help="model (default: the server's)")
+    synth.add_argument("--rate", metavar="FACTOR", type=float, help="speaking rate 0.5-2.0")
+    synth.add_argument("--pitch", metavar="FACTOR", type=float, help="pitch 0.5-2.0")
+    synth.add_argument("--volume", metavar="N", type=int, help="volume 0-100")
+    synth.add_argument(
+        "--timeout", metavar="SECONDS", type=float, default=60.0, help="deadline in seconds (default: 60)"
+    )
+    synth.set_defaults(command_parser=synth, handler=_synth)
 
     generate = commands.add_parser("generate", help="generate text through a running voxgate")
     generate.add_argument("prompt", help="the user message")
     generate.add_argument("--stream", action="store_true", help="print the answer as it is generated")
-    generate.add_argument("--model", default="", help="model (default: the server's)")
-    generate.add_argument("--system", default="", help="a system message before the prompt")
-    generate.add_argument("--max-tokens", type=int, help="most tokens to generate")
+    generate.add_argument("--model", metavar="MODEL", default="", help="model (default: the server's)")
+    generate.add_argument("--system", metavar="TEXT", default="", help="a system message before the prompt")
+    generate.add_argument("--max-tokens", metavar="N", type=int, help="most tokens to generate")
     generate.add_argument(
         "--image",
         action="append",
         default=[],
+        metavar="FILE_OR_URL",
         help="an image to send with the prompt: a file (sent inline) or an http(s)/oss/data URL; repeatable",
     )
     generate.add_argument(
@@ -99,21 +109,32 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME[=JSON_SCHEMA]",
         help="a function the model may call (its parameters as a JSON Schema); repeatable",
     )
-    generate.add_argument("--tool-choice", default="", help="auto, none, or a tool's name")
+    generate.add_argument("--tool-choice", metavar="CHOICE", default="", help="auto, none, or a tool's name")
     generate.add_argument(
-        "--server", "--target", default="127.0.0.1:50051", help="voxgate address (default: 127.0.0.1:50051)"
+        "--server",
+        "--target",
+        metavar="HOST:PORT",
+        default="127.0.0.1:50051",
+        help="voxgate address (default: 127.0.0.1:50051)",
     )
-    generate.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds (default: 120)")
-    generate.set_defaults(handler=_generate)
+    generate.add_argument(
+        "--timeout", metavar="SECONDS", type=float, default=120.0, help="deadline in seconds (default: 120)"
+    )
+    generate.set_defaults(command_parser=generate, handler=_generate)
 
     stats = commands.add_parser(
         "stats", help="show a running voxgate's pools: reuse ratio, utilization, counters"
     )
     stats.add_argument(
-        "--server", default="127.0.0.1:50051", help="voxgate address (default: 127.0.0.1:50051)"
+        "--server",
+        metavar="HOST:PORT",
+        default="127.0.0.1:50051",
+        help="voxgate address (default: 127.0.0.1:50051)",
     )
-    stats.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds (default: 10)")
-    stats.set_defaults(handler=_stats)
+    stats.add_argument(
+        "--timeout", metavar="SECONDS", type=float, default=10.0, help="deadline in seconds (default: 10)"
+    )
+    stats.set_defaults(command_parser=stats, handler=_stats)
 
     dev = commands.add_parser(
         "dev-upstream", help="run the embedded DashScope-compatible upstream on its own"
@@ -121,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     import voxgate_dev as devupstream
 
     devupstream.add_arguments(dev)
-    dev.set_defaults(handler=_dev_upstream)
+    dev.set_defaults(command_parser=dev, handler=_dev_upstream)
     return parser
 
 
@@ -129,7 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
     from voxgate import workers
     from voxgate.app import serve
 
-    flags = {option.field: getattr(args, option.field) for option in config.OPTIONS}
+    flags = declared.flags_from(args, config.Settings)
     settings = config.load(os.environ, flags)
     workers.lift_open_files_limit()
     if settings.workers > 1 and not workers.is_worker(os.environ):

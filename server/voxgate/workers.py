@@ -74,10 +74,10 @@ def reserve_port(listen: str) -> tuple[socket.socket, str]:
 def worker_args(flags: Mapping[str, str | None], listen: str) -> list[str]:
     """The ``voxgate serve`` flags of a worker: the parent's own, with the resolved address."""
     args = []
-    for option in config.OPTIONS:
-        value = flags.get(option.field)
-        if value is not None and option.field != "listen":
-            args += [option.flag, value]
+    for spec in config.SETTINGS:
+        value = flags.get(spec.name)
+        if value is not None and spec.name != "listen":
+            args += [spec.flag, value]
     return [*args, "--listen", listen]
 
 
@@ -86,7 +86,7 @@ async def supervise(settings: config.Settings, flags: Mapping[str, str | None]) 
     try:
         reservation, listen = reserve_port(settings.listen)
     except OSError as exc:
-        raise config.ConfigError(f"VOXGATE_LISTEN: cannot listen on {settings.listen}: {exc}") from None
+        raise config.ConfigError("VOXGATE_LISTEN", f"cannot listen on {settings.listen}: {exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -110,6 +110,9 @@ async def supervise(settings: config.Settings, flags: Mapping[str, str | None]) 
     except BaseException:
         await _stop_all(workers)
         raise
+    # A second signal goes on to the workers as their second one: they stop at once.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _signal_all, workers)
     codes = await _stop_all(workers)
     await asyncio.gather(*drains)
     return 1 if died or any(codes) else 0
@@ -119,6 +122,9 @@ async def _spawn(index: int, args: Sequence[str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voxgate.cli", "serve", *args,
         env={**os.environ, WORKER_ENV: str(index)}, stdout=asyncio.subprocess.PIPE,
+        # Their own process group: a Ctrl-C reaches the parent only, which passes each signal on
+        # once (a worker that also got the terminal's SIGINT would take it for a second signal).
+        process_group=0,
     )  # fmt: skip
 
 
@@ -133,8 +139,12 @@ async def _wait_ready(worker: asyncio.subprocess.Process) -> asyncio.Task[bytes]
 
 async def _stop_all(workers: Sequence[asyncio.subprocess.Process]) -> list[int]:
     """SIGTERM every live worker (each drains within its grace period) and collect exit codes."""
+    _signal_all(workers)
+    return list(await asyncio.gather(*(worker.wait() for worker in workers)))
+
+
+def _signal_all(workers: Sequence[asyncio.subprocess.Process]) -> None:
     for worker in workers:
         if worker.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 worker.send_signal(signal.SIGTERM)
-    return list(await asyncio.gather(*(worker.wait() for worker in workers)))

@@ -3,7 +3,7 @@ HTTP API on loopback, with real speech (espeak-ng), a small deterministic genera
 (``local-echo``) and fault injection, so voxgate runs and is tested without an API key.
 
 Never imports voxgate's client side (synthesizer, pool, client, service): its fidelity is
-proven against the vendor SDK, not against our own client (DESIGN.md, dependency rules).
+proven against the vendor SDK, not against our own client (docs/design.md#dependency-rules).
 """
 
 from .app import DevUpstream, serve

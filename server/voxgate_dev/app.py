@@ -25,7 +25,7 @@ from .espeak import NATIVE_SAMPLE_RATE, Voice, get_engine
 from .faults import Faults, FaultSwitch
 from .generation import HTTP_API_PATH, GenerationEndpoint
 from .options import UpstreamOptions
-from .speech_ws import CLOSE_TIMEOUT_S, TtsEndpoint
+from .speech_ws import CLOSE_TIMEOUT_S, SpeechEndpoint
 from .stats import Stats
 
 DEV_STATS_PATH = "/_dev/stats"
@@ -55,7 +55,9 @@ class DevUpstream:
         self._faults = FaultSwitch(options.faults, seed=options.seed)
         self._stats = Stats()
         self._engine = get_engine()
-        self._tts = TtsEndpoint(options=options, faults=self._faults, stats=self._stats, engine=self._engine)
+        self._tts = SpeechEndpoint(
+            options=options, faults=self._faults, stats=self._stats, engine=self._engine
+        )
         self.recorded: deque[RecordedRequest] = deque(maxlen=RECORDED_REQUESTS)
         """The last requests, oldest first, dev endpoints aside: what clients really sent."""
         self.app = web.Application(middlewares=[self._record])

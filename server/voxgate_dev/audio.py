@@ -2,8 +2,8 @@
 
 One :class:`Encoder` lives for one task. For every sentence the caller feeds PCM chunks to
 :meth:`Encoder.encode` and then calls :meth:`Encoder.end_sentence`; every non-empty result
-becomes one binary frame. Reference §1.5: for wav/mp3 "only the first frame contains the
-header; later frames are pure audio data".
+becomes one binary frame. For wav/mp3 only the first frame carries the header; later frames
+are bare audio (docs/protocol.md#binary-audio-frames).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Protocol
 import lameenc
 
 MP3_BIT_RATE_KBPS = 128
-"""The SDK's MP3 formats are 128 or 256 kbps (reference §1.10); we always make 128."""
+"""The SDK's MP3 formats are 128 or 256 kbps (docs/protocol.md#binary-audio-frames); we always make 128."""
 _MP3_QUALITY = 7  # LAME quality 0 (best, slow) .. 9 (fast); 7 is plenty for espeak voices.
 
 
@@ -30,7 +30,8 @@ def wav_header(sample_rate: int) -> bytes:
     """A 44-byte RIFF/WAVE header for 16-bit mono PCM of unknown length.
 
     The RIFF and data sizes are 0xFFFFFFFF because the stream length is unknown when the
-    first frame goes out (reference §1.5, a [GUESS] the vendor docs don't settle).
+    first frame goes out; what the service writes there is unknown
+    (docs/protocol.md#binary-audio-frames).
     """
     channels, bits = 1, 16
     block_align = channels * bits // 8

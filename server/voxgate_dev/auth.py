@@ -1,7 +1,8 @@
 """Bearer-key check shared by every endpoint of the local upstream.
 
-The vendor rejects a bad key before the WebSocket upgrade with HTTP 401 (reference §1.2);
-the body shape is the DashScope error shape (§2.5). The key itself is never logged.
+The vendor rejects a bad key before the WebSocket upgrade with HTTP 401
+(docs/protocol.md#handshake-and-headers); the body has the DashScope error shape
+(docs/protocol.md#error-bodies). The key itself is never logged.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ MESSAGE_INVALID_API_KEY = "Invalid API-key provided."
 
 
 def is_authorized(request: web.BaseRequest, api_key: str | None) -> bool:
-    """True if ``Authorization`` is ``Bearer <key>`` (scheme in any case, §1.2: 2.x sends
-    ``Bearer``, 1.23.9 and the docs ``bearer``). ``api_key=None`` accepts any non-empty key."""
+    """True if ``Authorization`` is ``Bearer <key>`` (scheme in any case: 2.x sends
+    ``Bearer``, 1.23.9 and the docs ``bearer``; docs/protocol.md#handshake-and-headers).
+    ``api_key=None`` accepts any non-empty key."""
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -40,7 +42,7 @@ ERROR_BODIES = {
         "An internal error has occured, please try again later or contact service support.",
     ),
 }
-"""DashScope's code and message per HTTP status (reference §2.5), for injected errors."""
+"""DashScope's code and message per HTTP status (docs/protocol.md#error-codes), for injected errors."""
 
 
 def error_body(status: int) -> tuple[str, str]:

@@ -16,6 +16,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from voxgate.settings import (
+    Invalid,
+    at_least,
+    integer,
+    non_empty,
+    number,
+    setting,
+    switch,
+    text,
+    validate,
+    within,
+)
+
 DEFAULT_FAIL_CODE = "InternalError"
 DEFAULT_FAIL_MESSAGE = "local upstream: injected failure"
 
@@ -24,32 +37,63 @@ DEFAULT_FAIL_MESSAGE = "local upstream: injected failure"
 class GenerationFaults:
     """What to break on the HTTP generation endpoint; drawn once per generation request."""
 
-    first_byte_delay_ms: int = 0
+    first_byte_delay_ms: int = setting(
+        0,
+        integer,
+        "generation: delay before the response",
+        check=at_least(0),
+        flag="--generation-first-byte-delay-ms",
+        metavar="MS",
+    )
     """Delay before the response starts (headers and all)."""
-    error_status: int | None = None
+    error_status: int | None = setting(
+        None,
+        integer,
+        "generation: answer with this HTTP error status (429 throttling, 500 internal error, ...)",
+        check=within(400, 599),
+        flag="--generation-error-status",
+        metavar="STATUS",
+    )
     """Answer with this HTTP status and DashScope's error body for it (400 InvalidParameter,
     401 InvalidApiKey, 403 AccessDenied, 429 Throttling.RateQuota, 500 InternalError, ...);
-    SSE-bodied for streaming requests, as the service does (reference §2.5)."""
-    error_after_tokens: int | None = None
+    SSE-bodied for streaming requests, as the service does (docs/protocol.md#error-bodies)."""
+    error_after_tokens: int | None = setting(
+        None,
+        integer,
+        "generation: event:error after this many streamed tokens (0: before the first)",
+        check=at_least(0),
+        flag="--generation-error-after-tokens",
+        metavar="N",
+    )
     """Streaming: send ``event:error`` (``error_code``/``error_message``) after this many
     tokens, then end the stream; 0 errs before any token. Non-streaming: HTTP 500 with that code."""
-    drop_after_tokens: int | None = None
+    drop_after_tokens: int | None = setting(
+        None,
+        integer,
+        "generation: abort the TCP connection after this many tokens (0: before any response)",
+        check=at_least(0),
+        flag="--generation-drop-after-tokens",
+        metavar="N",
+    )
     """Abort the TCP connection after this many tokens; 0 aborts before any response."""
-    error_code: str = DEFAULT_FAIL_CODE
-    error_message: str = DEFAULT_FAIL_MESSAGE
+    error_code: str = setting(
+        DEFAULT_FAIL_CODE,
+        text,
+        "generation: code of the event:error",
+        check=non_empty,
+        flag="--generation-error-code",
+        metavar="CODE",
+    )
+    error_message: str = setting(
+        DEFAULT_FAIL_MESSAGE,
+        text,
+        "generation: message of the event:error",
+        flag="--generation-error-message",
+        metavar="TEXT",
+    )
 
     def __post_init__(self) -> None:
-        if self.first_byte_delay_ms < 0:
-            raise ValueError("generation.first_byte_delay_ms must be >= 0")
-        for name in ("error_after_tokens", "drop_after_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"generation.{name} must be >= 0 or None")
-        status = self.error_status
-        if status is not None and not 400 <= status <= 599:
-            raise ValueError("generation.error_status must be an HTTP error status (400-599)")
-        if not self.error_code:
-            raise ValueError("generation.error_code must not be empty")
+        validate(self)
 
     @property
     def any(self) -> bool:
@@ -64,7 +108,10 @@ class GenerationFaults:
     def from_json(cls, data: object) -> GenerationFaults:
         if not isinstance(data, Mapping):
             raise ValueError("generation must be an object of GenerationFaults fields")
-        return cls(**_checked_fields(cls, data, "generation."))
+        try:
+            return cls(**_checked_fields(cls, data, "generation."))
+        except Invalid as exc:
+            raise Invalid(f"generation.{exc.field}", exc.reason) from None
 
 
 @dataclass(frozen=True)
@@ -78,55 +125,116 @@ class Faults:
     generation request, if faults of those kinds are set.
     """
 
-    connect_delay_ms: int = 0
+    connect_delay_ms: int = setting(
+        0,
+        integer,
+        "delay answering the WS upgrade",
+        check=at_least(0),
+        metavar="MS",
+    )
     """Delay before answering the WS upgrade."""
-    task_started_delay_ms: int = 0
+    task_started_delay_ms: int = setting(
+        0,
+        integer,
+        "delay between run-task and task-started",
+        check=at_least(0),
+        metavar="MS",
+    )
     """Delay between run-task and task-started."""
-    first_packet_delay_ms: int = 0
+    first_packet_delay_ms: int = setting(
+        0,
+        integer,
+        "least delay from text available to first audio frame",
+        check=at_least(0),
+        metavar="MS",
+    )
     """Least delay between a sentence's text being available and the task's first audio frame."""
-    drop_after_bytes: int | None = None
+    drop_after_bytes: int | None = setting(
+        None,
+        integer,
+        "abort the TCP connection after this many audio bytes of a task (0: right after task-started)",
+        check=at_least(0),
+        metavar="BYTES",
+    )
     """Abort the TCP connection (no close frame) once this many audio bytes of a task were
     sent; 0 aborts right after task-started."""
-    fail_after_bytes: int | None = None
+    fail_after_bytes: int | None = setting(
+        None,
+        integer,
+        "send task-failed after this many audio bytes of a task (0: instead of the first audio)",
+        check=at_least(0),
+        metavar="BYTES",
+    )
     """Send task-failed (``fail_code``/``fail_message``) once this many audio bytes were sent,
     then close; 0 fails instead of the first audio frame."""
-    fail_code: str = DEFAULT_FAIL_CODE
-    fail_message: str = DEFAULT_FAIL_MESSAGE
-    throttle: bool = False
+    fail_code: str = setting(
+        DEFAULT_FAIL_CODE,
+        text,
+        "error_code of injected failures",
+        check=non_empty,
+        metavar="CODE",
+    )
+    fail_message: str = setting(
+        DEFAULT_FAIL_MESSAGE,
+        text,
+        "error_message of injected failures",
+        check=None,
+        metavar="TEXT",
+    )
+    throttle: bool = switch("answer every run-task with task-failed Throttling.RateQuota")
     """Answer run-task with task-failed ``Throttling.RateQuota``, then close."""
-    reject_handshake_status: int | None = None
+    reject_handshake_status: int | None = setting(
+        None,
+        integer,
+        "refuse WS upgrades with this HTTP error status",
+        check=within(400, 599),
+        metavar="STATUS",
+    )
     """Refuse the WS upgrade with this HTTP status (e.g. 401, 403, 503)."""
-    close_after_handshake: bool = False
+    close_after_handshake: bool = switch(
+        "accept WS upgrades, then close at once with 1008 and the fail code/message (quota)"
+    )
     """Accept the WS upgrade, then close at once with 1008 and ``fail_code: fail_message`` as
-    the reason: a refusal the handshake did not express (quota, arrears) [GUESS at the vendor's form]."""
-    stall_after_handshake: bool = False
+    the reason: a refusal the handshake did not express (quota, arrears); the vendor's form is
+    unknown (docs/protocol.md#close-codes)."""
+    stall_after_handshake: bool = switch(
+        "accept WS upgrades, then go silent: no reads, no pongs, no close (half-open)"
+    )
     """Accept the WS upgrade, then go silent: stop reading (so no pongs) and never send or
     close (no FIN) — a half-open peer the client must detect by itself."""
-    stall_after_bytes: int | None = None
+    stall_after_bytes: int | None = setting(
+        None,
+        integer,
+        "go silent (half-open) after this many audio bytes of a task (0: right after task-started)",
+        check=at_least(0),
+        metavar="BYTES",
+    )
     """Go silent like ``stall_after_handshake`` once this many audio bytes of a task were sent;
     0 stalls right after task-started."""
-    probability: float = 1.0
+    probability: float = setting(
+        1.0,
+        number,
+        "chance that a connection/task is hit by the faults",
+        check=within(0, 1),
+        metavar="P",
+        flag="--fault-probability",
+    )
     """Chance that a connection/task is hit (seeded RNG, option ``seed``)."""
-    times: int | None = None
+    times: int | None = setting(
+        None,
+        integer,
+        "hit only the next N connections/tasks/generation requests",
+        check=at_least(0),
+        metavar="N",
+        flag="--fault-times",
+        default_text="always",
+    )
     """Hit only the next N connections/tasks/generation requests, then switch off; None means always."""
     generation: GenerationFaults = field(default_factory=GenerationFaults)
     """Faults of the HTTP generation endpoint (``probability`` and ``times`` apply to them too)."""
 
     def __post_init__(self) -> None:
-        for name in ("connect_delay_ms", "task_started_delay_ms", "first_packet_delay_ms"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        for name in ("drop_after_bytes", "fail_after_bytes", "stall_after_bytes", "times"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must be >= 0 or None")
-        if not 0.0 <= self.probability <= 1.0:
-            raise ValueError("probability must be within [0, 1]")
-        status = self.reject_handshake_status
-        if status is not None and not 400 <= status <= 599:
-            raise ValueError("reject_handshake_status must be an HTTP error status (400-599)")
-        if not self.fail_code:
-            raise ValueError("fail_code must not be empty")
+        validate(self)
 
     @property
     def has_connection_faults(self) -> bool:

@@ -1,4 +1,5 @@
-"""The DashScope text- and multimodal-generation HTTP endpoints of the local upstream (reference §2).
+"""The DashScope text- and multimodal-generation HTTP endpoints of the local upstream
+(docs/protocol.md#generation-http-api).
 
 ``POST /api/v1/services/aigc/text-generation/generation`` (``local-echo``) and
 ``.../multimodal-generation/generation`` (``local-echo-vl``, content as lists of parts, as
@@ -37,7 +38,7 @@ from .speech_request import RequestError
 from .stats import Stats
 
 HTTP_API_PATH = "/api/v1"
-"""Base path of DashScope's HTTP API (reference §2.1)."""
+"""Base path of DashScope's HTTP API (docs/protocol.md#generation-endpoint)."""
 EVENT_STREAM = "text/event-stream;charset=UTF-8"
 
 
@@ -213,7 +214,8 @@ def _body(
 
 
 def _frame(event_id: int, event: str, status: int, body: dict[str, Any]) -> bytes:
-    """One SSE event exactly as DashScope writes it: no space after any colon (§2.4)."""
+    """One SSE event exactly as DashScope writes it: no space after any colon
+    (docs/protocol.md#sse-stream)."""
     data = json.dumps(body, ensure_ascii=False)
     return f"id:{event_id}\nevent:{event}\n:HTTP_STATUS/{status}\ndata:{data}\n\n".encode()
 
@@ -221,7 +223,7 @@ def _frame(event_id: int, event: str, status: int, body: dict[str, Any]) -> byte
 def _error(status: int, code: str, message: str, *, stream: bool) -> web.Response:
     if not stream:
         return error_response(status, code, message)
-    # Errors on a streaming request come as an SSE body with the error status (§2.5).
+    # Errors on a streaming request come as an SSE body with the error status (docs/protocol.md#error-bodies).
     body = {"request_id": str(uuid.uuid4()), "code": code, "message": message}
     return web.Response(
         status=status, body=_frame(1, "error", status, body), headers={"Content-Type": EVENT_STREAM}

@@ -1,4 +1,5 @@
-"""Parses a generation request body the way the service checks it (reference §2.3, §2.5).
+"""Parses a generation request body the way the service checks it
+(docs/protocol.md#request-body and #error-codes).
 
 :func:`parse_generation` returns a :class:`GenerationSpec` or raises
 :class:`~voxgate_dev.speech_request.RequestError` with the code and message the
@@ -25,7 +26,7 @@ ERROR_MODEL_NOT_FOUND = "Model not exist."
 class GenerationSpec:
     model: str
     messages: tuple[tuple[str, str], ...]
-    """(role, text), oldest first; a bare ``prompt`` becomes a final user message (§2.3)."""
+    """(role, text), oldest first; a bare ``prompt`` becomes a final user message (the SDK's way)."""
     result_format: str = "text"
     incremental_output: bool = False
     max_tokens: int | None = None

@@ -1,6 +1,6 @@
 """Server events of the CosyVoice duplex protocol, as JSON text frames (no I/O).
 
-Shapes follow reference §1.5: every event has ``header.task_id``, ``header.event`` and
+Shapes follow docs/protocol.md#frames: every event has ``header.task_id``, ``header.event`` and
 ``header.attributes``; ``result-generated`` carries ``payload.output.type`` =
 sentence-begin | sentence-synthesis | sentence-end. The caller sends each string as one
 text frame; a sentence-synthesis frame must be followed immediately by its binary frame.
@@ -43,7 +43,7 @@ def sentence(
     characters: int | None = None,
 ) -> str:
     """A result-generated event. sentence-begin/-end carry ``original_text``; sentence-end
-    also ``usage.characters``, cumulative for the task [DOC]."""
+    also ``usage.characters``, cumulative for the task (docs/protocol.md#result-generated)."""
     output: dict[str, Any] = {"sentence": {"index": index, "words": []}, "type": kind}
     if original_text is not None:
         output["original_text"] = original_text
@@ -64,7 +64,7 @@ def task_finished(task_id: str, characters: int) -> str:
 
 
 def task_failed(task_id: str, code: str, message: str) -> str:
-    """task-failed; the sender must close the connection afterwards [DOC]."""
+    """task-failed; the sender must close the connection afterwards (docs/protocol.md#task-failed)."""
     header: dict[str, Any] = {
         "task_id": task_id,
         "event": EVENT_TASK_FAILED,

@@ -1,8 +1,8 @@
 """Validation of a run-task's payload into a :class:`TaskSpec` (no I/O).
 
 The session calls :func:`parse_run_task` and, on :class:`RequestError`, answers
-task-failed with the error's code and message, then closes (reference §1.5). Messages are
-the vendor's where the reference lists one (§1.11); the rest are marked [GUESS].
+task-failed with the error's code and message, then closes (docs/protocol.md#task-failed). Messages are
+the vendor's where docs/protocol.md#error-strings lists one; the rest are marked [GUESS].
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ ERROR_OPUS = "format opus is not supported by the local upstream"
 
 DEFAULT_FORMAT = "mp3"
 DEFAULT_SAMPLE_RATE = 22050
-"""Documented defaults (§1.10); also what the SDK's ``AudioFormat.DEFAULT``
+"""Documented defaults (docs/protocol.md#run-task); also what the SDK's ``AudioFormat.DEFAULT``
 ("Default", 0) means here [GUESS]."""
 
 MODEL_PREFIX = "cosyvoice-"
 TEST_VOICE_PREFIX = "loop-"
 """Voices with this prefix are accepted too, so tests can name voices freely."""
 
-# A documented subset of CosyVoice system voices (§1.10) and whether they are female; the
+# A documented subset of CosyVoice system voices (docs/protocol.md#run-task) and whether they are female; the
 # flag only picks espeak's female variant, for a little audible variety.
 KNOWN_VOICES: Mapping[str, bool] = {
     "longanyang": False,
@@ -126,7 +126,8 @@ def _format_and_rate(parameters: Mapping[str, Any]) -> tuple[str, int]:
     audio_format = parameters.get("format", DEFAULT_FORMAT)
     sample_rate = parameters.get("sample_rate", DEFAULT_SAMPLE_RATE)
     if isinstance(audio_format, str) and audio_format.lower() == "default":
-        # The SDK sends AudioFormat.DEFAULT verbatim: "format": "Default", "sample_rate": 0 (§1.4).
+        # The SDK sends AudioFormat.DEFAULT verbatim: "format": "Default", "sample_rate": 0
+        # (docs/protocol.md#run-task).
         audio_format = DEFAULT_FORMAT
         if sample_rate in (0, None):
             sample_rate = DEFAULT_SAMPLE_RATE

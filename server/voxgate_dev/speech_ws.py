@@ -1,6 +1,7 @@
-"""The CosyVoice duplex WebSocket endpoint of the local upstream (reference §1).
+"""The CosyVoice duplex WebSocket endpoint of the local upstream
+(docs/protocol.md#cosyvoice-duplex-websocket).
 
-:class:`TtsEndpoint` answers the upgrade (faults, auth) and runs one :class:`_Session` per
+:class:`SpeechEndpoint` answers the upgrade (faults, auth) and runs one :class:`_Session` per
 connection. A session has three kinds of activity, all on the event loop:
 
 * the reader (the handler's own task) reads client frames and changes task state;
@@ -10,7 +11,8 @@ connection. A session has three kinds of activity, all on the event loop:
 
 Every write goes through one lock, so a ``sentence-synthesis`` event and its binary frame
 are never separated by another frame. Any failure sends task-failed and closes the
-connection with 1000, as the vendor does ("can't be reused" [DOC]; the code is a GUESS).
+connection with 1000, as the vendor does (it "can't be reused"; the code is a guess:
+docs/protocol.md#close-codes).
 """
 
 from __future__ import annotations
@@ -64,11 +66,13 @@ log = logging.getLogger(__name__)
 
 CODE_THROTTLED = "Throttling.RateQuota"
 CODE_INTERNAL = "InternalError"
-CODE_GAP_TIMEOUT = "InvalidParameter"  # [GUESS] the docs give the message, not the code (§1.11)
+# [GUESS] only the message is documented (docs/protocol.md#error-strings)
+CODE_GAP_TIMEOUT = "InvalidParameter"
 ERROR_SSML_LIMIT = "Text request limit violated, expected 1."
-ERROR_ENGINE = "[tts:]Engine return error code: 500"  # as the recording emulator said (§ golden tts_fail_mid)
+# As recorded (tests/fixtures/sdk-2.0.2-timeline.txt, tts_fail_mid).
+ERROR_ENGINE = "[tts:]Engine return error code: 500"
 ERROR_TEXT_TOO_LONG = "Text length exceeds the limit."  # [GUESS]
-ERROR_MALFORMED = "task can not be null"  # with WS close 1007 [DOC §1.11]
+ERROR_MALFORMED = "task can not be null"  # with WS close 1007 (docs/protocol.md#close-codes)
 
 CLOSE_TIMEOUT_S = 2.0
 """How long a close waits for the client's close frame before dropping the TCP connection."""
@@ -81,11 +85,11 @@ _MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125, 2 of t
 
 
 def invalid_action(action: str) -> str:
-    """The vendor's message for a command the task state does not allow (§1.11)."""
+    """The vendor's message for a command the task state does not allow (docs/protocol.md#error-strings)."""
     return f"Invalid action('{action}')! Please follow the protocol!"
 
 
-class TaskState(enum.Enum):
+class _ServedTaskState(enum.Enum):
     STARTING = "starting"  # run-task accepted, task-started not sent yet
     STARTED = "started"  # continue-task and finish-task allowed
     FINISHING = "finishing"  # finish-task received, draining sentences
@@ -104,7 +108,7 @@ class _Task:
     spec: TaskSpec
     faults: Faults
     encoder: Encoder
-    state: TaskState = TaskState.STARTING
+    state: _ServedTaskState = _ServedTaskState.STARTING
     buffer: SentenceBuffer = field(default_factory=SentenceBuffer)
     queue: asyncio.Queue[_Sentence | None] = field(default_factory=asyncio.Queue)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -121,7 +125,7 @@ class _TaskEnded(Exception):
     """Unwinds a runner whose task was ended by a fault (the connection is going away)."""
 
 
-class TtsEndpoint:
+class SpeechEndpoint:
     """The WS route. ``DevUpstream`` adds it to the app and calls :meth:`close_all` on stop."""
 
     def __init__(
@@ -135,7 +139,8 @@ class TtsEndpoint:
         self._stopping = asyncio.Event()
 
     def add_routes(self, app: web.Application) -> None:
-        # The SDK uses no trailing slash; the vendor docs' samples do (§1.1): accept both.
+        # The SDK uses no trailing slash; the vendor docs' samples do: accept both
+        # (docs/protocol.md#endpoint).
         app.router.add_get(WS_PATH, self.handle)
         app.router.add_get(WS_PATH + "/", self.handle)
 
@@ -182,13 +187,14 @@ class TtsEndpoint:
             status = faults.reject_handshake_status
             code, message = error_body(status)
             return error_response(status, code, message)
-        # Auth is checked before the upgrade: the vendor answers HTTP 401 (§1.2).
+        # Auth is checked before the upgrade: the vendor answers HTTP 401
+        # (docs/protocol.md#handshake-and-headers).
         if not is_authorized(request, self.options.api_key):
             self.stats.handshakes_rejected += 1
             return unauthorized()
 
         # autoping off: we answer pings ourselves, to count them and to let them keep a
-        # connection alive; no compression: the SDK offers none (§1.2).
+        # connection alive; no compression: the SDK offers none (docs/protocol.md#handshake-and-headers).
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=CLOSE_TIMEOUT_S)
         await ws.prepare(request)
         return ws
@@ -205,7 +211,7 @@ class TtsEndpoint:
 class _Session:
     """One WebSocket connection, running one task at a time (many in sequence)."""
 
-    def __init__(self, endpoint: TtsEndpoint, ws: web.WebSocketResponse, request: web.Request) -> None:
+    def __init__(self, endpoint: SpeechEndpoint, ws: web.WebSocketResponse, request: web.Request) -> None:
         self._endpoint = endpoint
         self._options = endpoint.options
         self._stats = endpoint.stats
@@ -235,7 +241,7 @@ class _Session:
                 elif message.type is WSMsgType.PING:
                     await self._on_ping(message.data)
                 elif message.type is WSMsgType.BINARY:
-                    # The protocol has no client audio (§1.3).
+                    # The protocol has no client audio (docs/protocol.md#frames).
                     self._start_close(_CLOSE_UNSUPPORTED_DATA, b"binary frames are not supported")
                 elif message.type is WSMsgType.ERROR:
                     break
@@ -248,7 +254,7 @@ class _Session:
             with contextlib.suppress(ConnectionError):
                 await self._ws.pong(data)
         if self._task is None and self._options.pings_keep_alive:
-            # Whether the vendor counts a ping as activity is unknown (reference §3).
+            # Whether the vendor counts a ping as activity is unknown (docs/protocol.md#keepalive-and-pings).
             self._arm_idle()
 
     def stall(self) -> None:
@@ -276,7 +282,7 @@ class _Session:
             if not isinstance(payload, Mapping):
                 raise TypeError("payload must be an object")
         except (ValueError, KeyError, TypeError):
-            # Undecodable command: no task to fail, so just close 1007 (§1.11).
+            # Undecodable command: no task to fail, so just close 1007 (docs/protocol.md#close-codes).
             self._start_close(_CLOSE_INVALID_PAYLOAD, ERROR_MALFORMED.encode())
             return
 
@@ -293,7 +299,8 @@ class _Session:
         current = self._task
         if current is not None:
             if self._options.run_task_while_active == "fail":
-                # The trap of returning an unfinished synthesizer to the SDK pool (§1.7, §1.11).
+                # The trap of returning an unfinished synthesizer to the SDK pool
+                # (docs/protocol.md#connection-reuse).
                 self._stats.invalid_action_errors += 1
                 await self._fail(task_id, CODE_INVALID_PARAMETER, ERROR_INVALID_ACTION_RUN_TASK)
                 return
@@ -315,14 +322,15 @@ class _Session:
     def _task_for(self, task_id: str) -> _Task | None:
         """The started task this command addresses, or None if the command is illegal now."""
         task = self._task
-        if task is None or task.task_id != task_id or task.state is not TaskState.STARTED:
+        if task is None or task.task_id != task_id or task.state is not _ServedTaskState.STARTED:
             return None
         return task
 
     async def _on_continue_task(self, task_id: str, payload: Mapping[str, Any]) -> None:
         task = self._task_for(task_id)
         if task is None:
-            # Before task-started, after finish-task, or for another task: "the task fails" [DOC].
+            # Before task-started, after finish-task, or for another task: the task fails
+            # (docs/protocol.md#continue-task).
             self._stats.invalid_action_errors += 1
             await self._fail(task_id, CODE_INVALID_PARAMETER, invalid_action(ACTION_CONTINUE_TASK))
             return
@@ -335,13 +343,15 @@ class _Session:
         if isinstance(text, str) and text:
             await self._add_text(task, text)
         if task_input.get("flush") is True and not self._closing:
-            # Not in the public docs; we read it as "speak the buffered partial sentence now" [GUESS §1.4].
+            # Not in the public docs; we read it as "speak the buffered partial sentence now" [GUESS]
+            # (docs/protocol.md#continue-task).
             self._queue_sentence(task, task.buffer.flush())
 
     async def _add_text(self, task: _Task, text: str) -> None:
         task.text_requests += 1
         if task.spec.enable_ssml and task.text_requests > 1:
-            # With enable_ssml only ONE continue-task is allowed [DOC §1.4]; the SDK's call() obeys.
+            # With enable_ssml only ONE continue-task is allowed (docs/protocol.md#run-task); the SDK's
+            # call() obeys.
             await self._fail(task.task_id, CODE_INVALID_PARAMETER, ERROR_SSML_LIMIT)
             return
         chars = weighted_length(strip_ssml(text) if task.spec.enable_ssml else text)
@@ -370,14 +380,15 @@ class _Session:
         self._disarm()  # no text gap once the client said it is done
         task_input = payload.get("input")
         if isinstance(task_input, Mapping) and task_input.get("directive") == "cancel":
-            # streaming_cancel(): "stops synthesis early, responds task-finished" [SDK docstring, §1.4].
+            # streaming_cancel(): "stops synthesis early, responds task-finished" (SDK docstring,
+            # docs/protocol.md#finish-task).
             task.cancelled.set()
         else:
             self._queue_sentence(task, task.buffer.flush())
             if task.sentences_queued == 0:
                 await self._fail(task_id, CODE_INVALID_PARAMETER, ERROR_INVALID_TEXT)
                 return
-        task.state = TaskState.FINISHING
+        task.state = _ServedTaskState.FINISHING
         task.queue.put_nowait(None)
 
     # -- the task runner -------------------------------------------------------------------
@@ -387,7 +398,7 @@ class _Session:
         try:
             if task.faults.task_started_delay_ms:
                 await asyncio.sleep(task.faults.task_started_delay_ms / 1000)
-            task.state = TaskState.STARTED
+            task.state = _ServedTaskState.STARTED
             await self._send(speech_events.task_started(task.task_id))
             self._stats.tasks_started += 1
             self._arm_gap(task)
@@ -401,8 +412,9 @@ class _Session:
                 if not task.cancelled.is_set():
                     await self._speak(task, sentence)
             # Mark the connection free BEFORE task-finished goes out: the client may send
-            # its next run-task the moment it reads task-finished (pool reuse, §1.7).
-            task.state = TaskState.ENDED
+            # its next run-task the moment it reads task-finished (pool reuse,
+            # docs/protocol.md#connection-reuse).
+            task.state = _ServedTaskState.ENDED
             self._task = None
             self._arm_idle()
             await self._send(speech_events.task_finished(task.task_id, task.characters))
@@ -474,7 +486,8 @@ class _Session:
             raise _TaskEnded
         event = speech_events.sentence(task.task_id, index=index, kind=SENTENCE_SYNTHESIS)
         async with self._send_lock:
-            # N x (sentence-synthesis event immediately followed by one binary frame) [DOC §1.5].
+            # N x (sentence-synthesis event immediately followed by one binary frame):
+            # docs/protocol.md#result-generated.
             await self._ws.send_str(event)
             await self._ws.send_bytes(data)
         task.first_audio_sent = True
@@ -511,7 +524,8 @@ class _Session:
         self._start_close(_CLOSE_NORMAL, b"")
 
     async def _preempt(self) -> None:
-        """End the active task silently so a new run-task can start (``preempt`` mode, §1.11)."""
+        """End the active task silently so a new run-task can start (``preempt`` mode,
+        docs/protocol.md#connection-reuse)."""
         async with self._send_lock:
             runner = self._runner
             self._cancel_runner()
@@ -592,7 +606,8 @@ class _Session:
             self._timer = None
 
     def _arm_idle(self) -> None:
-        """(Re)start the idle timer: the vendor closes connections without a task after 60 s (§1.10)."""
+        """(Re)start the idle timer: the vendor closes connections without a task after 60 s
+        (docs/protocol.md#timing-limits)."""
         self._disarm()
         if not self._closing:
             self._timer = self._loop.call_later(self._options.idle_timeout_s, self._on_idle)
@@ -601,18 +616,19 @@ class _Session:
         self._timer = None
         if self._task is None and not self._closing:
             self._stats.idle_timeouts += 1
-            # The vendor's close code is undocumented [GUESS: 1000].
+            # The vendor's close code is undocumented; 1000 is a guess (docs/protocol.md#close-codes).
             self._start_close(_CLOSE_NORMAL, b"")
 
     def _arm_gap(self, task: _Task) -> None:
-        """(Re)start the text-gap timer of a started task (23 s at the vendor, §1.10)."""
+        """(Re)start the text-gap timer of a started task (23 s at the vendor,
+        docs/protocol.md#timing-limits)."""
         self._disarm()
-        if not self._closing and task.state is TaskState.STARTED:
+        if not self._closing and task.state is _ServedTaskState.STARTED:
             self._timer = self._loop.call_later(self._options.text_gap_timeout_s, self._on_gap, task)
 
     def _on_gap(self, task: _Task) -> None:
         self._timer = None
-        if self._task is task and task.state is TaskState.STARTED and not self._closing:
+        if self._task is task and task.state is _ServedTaskState.STARTED and not self._closing:
             self._stats.text_gap_timeouts += 1
             gap_s = self._options.text_gap_timeout_s
             message = (

@@ -1,9 +1,9 @@
 """Sentence segmentation and language choice for the local upstream.
 
 The vendor splits buffered text into sentences, synthesizes complete ones at once, buffers
-the incomplete tail and forces it out on finish-task (reference §1.5 [DOC]). Its exact
+the incomplete tail and forces it out on finish-task (docs/protocol.md#result-generated). Its exact
 rules are unknown; we split after ``。！？!?；;`` and newlines, and after ``.`` followed by
-whitespace (so ``3.14`` and ``e.g.x`` stay whole) [GUESS, as in the reference].
+whitespace (so ``3.14`` and ``e.g.x`` stay whole) [GUESS].
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def is_ssml(text: str) -> bool:
 
 
 def strip_ssml(text: str) -> str:
-    """Text without tags: SSML tags count 0 characters (reference §1.4 [DOC])."""
+    """Text without tags: SSML tags count 0 characters (docs/protocol.md#text-limits)."""
     return _SSML_TAG.sub("", text)
 
 
@@ -55,7 +55,7 @@ _HINT_VOICES = {"zh": "cmn", "en": "en-us", "ja": "ja", "ko": "ko"}
 
 
 def espeak_language(text: str, language_hints: Sequence[str]) -> str:
-    """espeak voice for the text: the first language hint wins (only it is used [DOC]),
+    """espeak voice for the text: the first language hint wins (only it is used: docs/protocol.md#run-task),
     else the script: Hangul → ko, kana → ja, Han → cmn, anything else → en-us."""
     if language_hints:
         hinted = _HINT_VOICES.get(str(language_hints[0]).lower().split("-")[0])

@@ -136,7 +136,7 @@ def test_without_a_key_no_key_variable_and_the_notes_say_embedded_upstream() -> 
 def test_env_variables_are_exactly_the_ones_the_server_reads() -> None:
     rendered = render(VALUE_SETS["everything"])
     chart_env = {name for name in rendered.environment() if not name.startswith(OTEL_PREFIX)}
-    server_env = {option.env for option in config.OPTIONS} | {config.API_KEY_ENV}
+    server_env = {spec.env for spec in config.SETTINGS if spec.env} | {config.API_KEY_ENV}
     missing = sorted(server_env - chart_env)
     unknown = sorted(chart_env - server_env - set(DOWNWARD_ENV))
     assert not missing, f"server settings the chart cannot set (add them to values.yaml config:): {missing}"
@@ -147,7 +147,7 @@ def test_values_config_has_one_key_per_server_setting() -> None:
     # The two derived settings come from containerPort and drain.graceSeconds.
     derived = {"VOXGATE_LISTEN", "VOXGATE_DRAIN_GRACE_S"}
     keys = set(chart_values()["config"])
-    server_env = {option.env for option in config.OPTIONS}
+    server_env = {spec.env for spec in config.SETTINGS if spec.env}
     missing, unknown = sorted(server_env - derived - keys), sorted(keys - server_env)
     assert not missing, (
         f"server settings missing from values.yaml config: (and values.schema.json): {missing}"

@@ -1,7 +1,8 @@
 """SIGTERM during 20 streams, on `voxgate serve` run as a real process (what Kubernetes does).
 
 Health turns NOT_SERVING at once, new calls get UNAVAILABLE, the 20 in-flight streams finish
-whole within the grace period, then the process closes everything and exits 0.
+whole within the grace period, then the process closes everything and exits 0. A second
+signal during the drain cuts it short: streams end UNAVAILABLE at once and the process exits.
 """
 
 from __future__ import annotations
@@ -73,3 +74,49 @@ async def test_sigterm_during_twenty_streams_drains_them_whole() -> None:
         server.kill()
     assert code == 0, server.output()
     assert "draining" in server.output() and "stopped" in server.output()
+
+
+async def test_a_second_signal_during_the_drain_cancels_streams_and_exits_at_once() -> None:
+    server = Process(
+        [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--pool-max-size",
+            "2",
+            "--drain-grace-s",
+            "600",  # the test's own timeout fails long before this grace would end
+            "--dev-upstream-rtf",
+            "1.0",  # real-time pacing: ~minutes of audio, still streaming when the signals come
+        ],
+        child_env(),
+    )
+    address = await asyncio.to_thread(server.start, "voxgate listening on ")
+    try:
+        async with Client(address) as client, grpc.aio.insecure_channel(address) as probe:
+            watch = health_pb2_grpc.HealthStub(probe).Watch(health_pb2.HealthCheckRequest(service=""))
+            while (await watch.read()).status != health_pb2.HealthCheckResponse.SERVING:
+                pass
+            call = client.speech.Synthesize(
+                Request(text=" ".join([TEXT] * 40), format=speech_pb2.AUDIO_FORMAT_PCM)
+            )
+            first = await call.read()
+            assert isinstance(first, speech_pb2.SynthesizeResponse) and first.audio
+
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGINT)
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            watch.cancel()
+            server.proc.send_signal(signal.SIGINT)  # the drain has begun: this one stops at once
+
+            with pytest.raises(grpc.aio.AioRpcError) as cut:
+                while isinstance(response := await call.read(), speech_pb2.SynthesizeResponse):
+                    assert response.WhichOneof("content") != "summary", "the stream ran to its end"
+            assert cut.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert cut.value.details() == "server shutting down now; retry on another instance"
+        code = await asyncio.to_thread(server.wait, 30)  # far less than the 600 s grace
+    finally:
+        server.kill()
+    assert code == 0, server.output()
+    assert "stopping now: cancelling in-flight calls" in server.output()
+    assert "stopped" in server.output()

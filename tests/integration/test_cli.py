@@ -9,6 +9,7 @@ from pathlib import Path
 
 from audio_checks import pcm_rms, read_wav
 from harness import Process, child_env
+from voxgate import config
 
 
 def synth(server: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -35,8 +36,12 @@ def test_serve_on_the_embedded_default_then_synth_a_wav_then_drain(tmp_path: Pat
     finally:
         code = server.terminate()
     assert code == 0, server.output()
-    assert "embedded local upstream" in server.output()
     assert "stopped" in server.output()
+    # The DashScope URLs are not used here: the settings line says so, the next one has the real ones.
+    settings_line = next(line for line in server.output().splitlines() if "settings:" in line)
+    assert "dashscope" not in settings_line
+    assert "'ws_url': 'embedded local upstream (loopback)'" in settings_line
+    assert "serving on the embedded local upstream at ws://127.0.0.1:" in server.output()
 
 
 def test_synth_reports_a_bad_request_with_its_status(tmp_path: Path) -> None:
@@ -66,7 +71,7 @@ def test_api_key_never_appears_in_output(tmp_path: Path) -> None:
         server.terminate()
         upstream.terminate()
     everything = server.output() + upstream.output() + done.stdout + done.stderr
-    assert "settings:" in server.output()  # the settings were logged...
+    assert f"'ws_url': '{ws_url}'" in server.output()  # the settings were logged...
     assert secret not in everything  # ...without the key
 
 
@@ -146,3 +151,35 @@ def test_generate_sends_images_prints_reasoning_and_tool_calls(tmp_path: Path) -
     assert called.stdout.splitlines()[1].startswith("tool call: get_weather({}) id call_")
     assert "finish tool_calls" in called.stdout
     assert missing.returncode == 2 and "--image" in missing.stderr
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "voxgate.cli", *args],
+        # Wide: argparse wraps help at the terminal width, breaking URLs at their hyphens.
+        env=child_env(COLUMNS="1000"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_serve_help_shows_every_setting_with_its_metavar_default_and_variable() -> None:
+    done = run_cli("serve", "--help")
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    text = " ".join(done.stdout.split())
+    defaults = config.Settings()
+    for spec in config.SETTINGS:
+        assert spec.metavar not in (None, "VALUE"), spec.name
+        assert f"{spec.flag} {spec.metavar}" in text
+        shown = spec.default_text if spec.default_text is not None else str(getattr(defaults, spec.name))
+        assert f"(default: {shown}; ${spec.env})" in text
+    # A "%" in a help text is printed, not read as a format.
+    assert "less up to 10 % random jitter" in text
+
+
+def test_a_stray_flag_gets_the_command_usage_not_the_top_level_one() -> None:
+    done = run_cli("synth", "Hi", "--speed", "2")
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: voxgate synth ")
+    assert "voxgate synth: error: unrecognized arguments: --speed 2" in done.stderr

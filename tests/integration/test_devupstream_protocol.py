@@ -1,8 +1,8 @@
 """The local upstream on an ephemeral loopback port, driven by a raw WebSocket client.
 
-Checks the wire protocol of reference §1 (event order and shapes, task reuse, the
-vendor's error messages), the timers, every fault knob and the dev endpoints. Delays are
-checked as ordering facts, never as timings.
+Checks the wire protocol of docs/protocol.md#cosyvoice-duplex-websocket (event order and
+shapes, task reuse, the vendor's error messages), the timers, every fault knob and the dev
+endpoints. Delays are checked as ordering facts, never as timings.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def kind(frame: dict[str, Any] | bytes) -> str:
 
 
 class Client:
-    """A raw duplex-protocol client, speaking exactly the SDK's commands (reference §1.4)."""
+    """A raw duplex-protocol client, speaking exactly the SDK's commands (docs/protocol.md#run-task)."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
@@ -151,7 +151,7 @@ class Client:
                 return received
 
     async def synthesize(self, text: str, parameters: dict[str, Any] | None = None) -> tuple[str, Received]:
-        """One whole task the way the SDK's call() runs it (§1.6)."""
+        """One whole task the way the SDK's call() runs it (docs/protocol.md#task-lifecycle)."""
         task_id = await self.run_task(parameters)
         assert kind(await self.next_event()) == "task-started"
         await self.text(task_id, text)
@@ -198,7 +198,8 @@ Connect = Callable[..., Awaitable[Client]]
 
 
 def assert_task_shape(received: Received, task_id: str, sentences: list[str]) -> None:
-    """The sequence of §1.5: per sentence begin, N x (synthesis + audio), end; then task-finished."""
+    """The sequence of docs/protocol.md#result-generated: per sentence begin, N x (synthesis + audio), end;
+    then task-finished."""
     kinds = [kind(f) for f in received.frames]
     assert all(event["header"]["task_id"] == task_id for event in received.events)
     position = 0
@@ -330,7 +331,7 @@ async def test_pings_are_answered(start_upstream: StartUpstream, connect: Connec
 
 
 async def test_cancel_stops_early_and_finishes(start_upstream: StartUpstream, connect: Connect) -> None:
-    # A long first-packet delay keeps audio back; the cancel must cut it short (§1.4 cancel).
+    # A long first-packet delay keeps audio back; the cancel must cut it short (docs/protocol.md#finish-task).
     upstream = await start_upstream(faults=Faults(first_packet_delay_ms=60_000))
     client = await connect(upstream)
     task_id = await client.run_task()
@@ -524,8 +525,8 @@ async def test_idle_connection_is_closed(start_upstream: StartUpstream, connect:
 async def test_pings_do_not_hold_off_the_idle_cut_by_default(
     start_upstream: StartUpstream, connect: Connect
 ) -> None:
-    # Whether DashScope counts pings as activity is unknown (reference §3): by default the
-    # local upstream takes the stricter reading, which a client has to survive.
+    # Whether DashScope counts pings as activity is unknown (docs/protocol.md#keepalive-and-pings):
+    # by default the local upstream takes the stricter reading, which a client has to survive.
     upstream = await start_upstream(idle_timeout_s=0.3)
     client = await connect(upstream, autoping=False)
     while (message := await client.receive()).type is not aiohttp.WSMsgType.CLOSE:
@@ -651,7 +652,7 @@ async def test_rejected_handshake_then_accepted(start_upstream: StartUpstream, c
 async def test_task_started_delay_makes_early_text_illegal(
     start_upstream: StartUpstream, connect: Connect
 ) -> None:
-    # Text sent before task-started fails the task ("otherwise the task fails", §1.5); the
+    # Text sent before task-started fails the task (docs/protocol.md#continue-task); the
     # delay guarantees ours arrives first.
     upstream = await start_upstream(faults=Faults(task_started_delay_ms=60_000))
     client = await connect(upstream)

@@ -2,7 +2,7 @@
 
 The SDK is synchronous (websocket-client threads), so every SDK call runs in a worker
 thread while the upstream serves in the test's event loop, and every call gets a timeout
-so a bug fails the test instead of hanging it (reference §1.6: ``call()`` without a timeout
+so a bug fails the test instead of hanging it (docs/protocol.md#timing-limits: ``call()`` without a timeout
 can block forever).
 """
 
@@ -52,8 +52,8 @@ def close_sdk_sockets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     websocket-client leaks the OS socket when the server closes first: its ``close()``
     returns early once ``connected`` is False, and the app's teardown drops the reference.
     The leak then surfaces as an unraisable ResourceWarning in some later test. The SDK
-    pool also never closes its sockets (reference §1.7). Tracking only observes; the SDK
-    runs unchanged.
+    pool also never closes its sockets (docs/protocol.md#the-vendor-sdks-pool). Tracking only
+    observes; the SDK runs unchanged.
     """
     created: list[websocket.WebSocket] = []
     original_init = websocket.WebSocket.__init__
@@ -179,7 +179,8 @@ async def test_failure_mid_task_raises_instead_of_partial_audio(upstream: DevUps
 
 
 def new_pool(max_size: int) -> Any:
-    # Connects max_size sockets one by one, ~100 ms each (§1.7): run it in a thread.
+    # Connects max_size sockets one by one, ~100 ms each (docs/protocol.md#the-vendor-sdks-pool): run it in a
+    # thread.
     return SpeechSynthesizerObjectPool(max_size=max_size)
 
 
@@ -223,7 +224,8 @@ async def test_returning_an_unfinished_synthesizer_is_the_documented_trap(upstre
     def abandon_then_reuse() -> None:
         speaker = borrow(pool, callback=Collector())
         speaker.streaming_call("This task is abandoned without finish-task")
-        pool.return_synthesizer(speaker)  # the mistake the docs warn about (§1.7)
+        # The mistake the vendor's docs warn about (docs/protocol.md#the-vendor-sdks-pool).
+        pool.return_synthesizer(speaker)
         reused = borrow(pool)
         assert reused is speaker
         reused.call("The next borrower's text.", TIMEOUT_MS)

@@ -9,8 +9,10 @@ import sys
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from harness import API_KEY, TEXT, Process, child_env, wait_serving
+from voxgate.client import Client
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
 from voxgate_dev import DevUpstream
 
@@ -97,3 +99,50 @@ async def test_serve_lifts_a_low_soft_limit_on_open_files(upstream: DevUpstream)
         _, stderr = await asyncio.wait_for(server.communicate(), 30)
     assert server.returncode == 0, stderr.decode()
     assert b"Too many open files" not in stderr
+
+
+async def test_a_second_signal_to_the_parent_stops_the_workers_at_once() -> None:
+    server = Process(
+        # --dev-upstream-rtf 1.0: the stream runs for minutes; the 600 s grace outlasts the test.
+        [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--pool-max-size",
+            "1",
+            "--drain-grace-s",
+            "600",
+            "--dev-upstream-rtf",
+            "1.0",
+        ],
+        child_env(),
+    )
+    address = await asyncio.to_thread(server.start, "voxgate listening on ", 60.0)
+    try:
+        async with Client(address) as client:
+            # On the stream's own channel (one TCP connection), the watch reports the stream's worker.
+            watch = health_pb2_grpc.HealthStub(client.channel).Watch(
+                health_pb2.HealthCheckRequest(service="")
+            )
+            while (await watch.read()).status != health_pb2.HealthCheckResponse.SERVING:
+                pass
+            call = client.speech.Synthesize(
+                speech_pb2.SynthesizeRequest(text=" ".join([TEXT] * 40), format=speech_pb2.AUDIO_FORMAT_PCM)
+            )
+            first = await call.read()
+            assert isinstance(first, speech_pb2.SynthesizeResponse) and first.audio
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGTERM)
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            server.proc.send_signal(signal.SIGTERM)  # passed on: the workers stop at once
+            with pytest.raises(grpc.aio.AioRpcError) as cut:
+                while isinstance(await call.read(), speech_pb2.SynthesizeResponse):
+                    pass
+            assert cut.value.code() == grpc.StatusCode.UNAVAILABLE
+        code = await asyncio.to_thread(server.wait, 30)  # far less than the 600 s grace
+    finally:
+        server.kill()
+    assert code == 0, server.output()
+    assert server.output().count("voxgate.app: stopped") == 2

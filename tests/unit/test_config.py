@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
 from voxgate import config
+from voxgate.generation.session import HttpConfig
+from voxgate.pool import PoolConfig
+from voxgate.settings import with_table
 
 
 def test_defaults_without_environment() -> None:
@@ -62,7 +66,50 @@ def test_api_key_is_held_as_a_secret() -> None:
     assert "sk-hidden" not in repr(settings) and "sk-hidden" not in str(config.describe(settings))
 
 
-def test_readme_documents_every_variable() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| `(--[a-z-]+)`", readme, flags=re.MULTILINE))
-    assert rows == {option.env: option.flag for option in config.OPTIONS}
+def test_each_setting_is_declared_once_with_variable_flag_and_help() -> None:
+    envs = [spec.env for spec in config.SETTINGS]
+    flags = [spec.flag for spec in config.SETTINGS]
+    assert len(set(envs)) == len(envs) and len(set(flags)) == len(flags)
+    assert all(spec.env and spec.help and spec.metavar for spec in config.SETTINGS)
+    declared = {spec.name for spec in config.SETTINGS}
+    assert declared == {f.name for f in dataclasses.fields(config.Settings)} - {"api_key"}
+
+
+def test_defaults_owned_by_the_pool_and_the_http_session_are_theirs() -> None:
+    # Settings reads these defaults from the pool's and the session's own dataclasses.
+    settings = config.Settings()
+    pool, http = PoolConfig(), HttpConfig()
+    assert (settings.pool_max_idle_s, settings.pool_acquire_timeout_s) == (
+        pool.max_idle_s,
+        pool.acquire_timeout_s,
+    )
+    assert (settings.ping_interval_s, settings.connect_timeout_s) == (
+        pool.ping_interval_s,
+        pool.connect_timeout_s,
+    )
+    assert (settings.http_limit, settings.http_total_timeout_s) == (http.limit, http.total_timeout_s)
+
+
+def test_programmatic_settings_are_checked_too() -> None:
+    with pytest.raises(config.Invalid) as invalid:
+        config.Settings(pool_max_size=0)
+    assert invalid.value.field == "pool_max_size"
+
+
+def test_errors_carry_the_source_and_the_reason_apart() -> None:
+    with pytest.raises(config.ConfigError) as error:
+        config.load({"VOXGATE_POOL_MAX_SIZE": "2"}, {"pool_ready_min": "5"})
+    assert (error.value.source, error.value.reason) == (
+        "--pool-ready-min",
+        "must be <= the pool max size (2)",
+    )
+
+
+def test_docs_table_is_the_generated_one() -> None:
+    path = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    committed = path.read_text()
+    assert with_table(committed, config.markdown_table()) == committed, (
+        "run: python -m voxgate.config --write docs/configuration.md"
+    )
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| `(--[a-z-]+)`", committed, flags=re.MULTILINE))
+    assert rows == {spec.env: spec.flag for spec in config.SETTINGS}

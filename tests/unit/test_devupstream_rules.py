@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from voxgate.settings import ConfigError
 from voxgate_dev import Faults, GenerationFaults, UpstreamOptions, add_arguments, options_from_args
 from voxgate_dev.faults import NO_FAULTS, FaultSwitch
 from voxgate_dev.speech_request import RequestError, parse_run_task
@@ -230,3 +231,19 @@ def test_every_fault_has_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_key_flag_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-env")
     assert options_from_args(parse(["--api-key=sk-flag"])).api_key == "sk-flag"
+
+
+def test_bad_flags_are_named_with_the_reason() -> None:
+    with pytest.raises(ConfigError) as error:
+        options_from_args(parse(["--generation-error-status=200"]))
+    assert (error.value.source, error.value.reason) == (
+        "--generation-error-status",
+        "must be within [400, 599] (got '200')",
+    )
+    with pytest.raises(ConfigError, match=r"^--fault-probability: must be a number"):
+        options_from_args(parse(["--fault-probability=often"]))
+
+
+def test_generation_fault_errors_from_json_name_the_nested_field() -> None:
+    with pytest.raises(ValueError, match=r"^generation\.error_status must be within \[400, 599\]"):
+        Faults.from_json({"generation": {"error_status": 200}})

@@ -7,8 +7,9 @@ import random
 import grpc
 import pytest
 
+from voxgate.generation.errors import classify_generation
 from voxgate.generation.protocol import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
-from voxgate.rpc.errors import MD_UPSTREAM_CODE, MD_UPSTREAM_REQUEST_ID, classify
+from voxgate.rpc.errors import MD_UPSTREAM_CODE, MD_UPSTREAM_REQUEST_ID
 from voxgate.rpc.retry import RetryPolicy
 
 Code = grpc.StatusCode
@@ -36,20 +37,20 @@ Code = grpc.StatusCode
 def test_upstream_errors(
     http_status: int | None, code: str, status: grpc.StatusCode, retryable: bool
 ) -> None:
-    failure = classify(UpstreamError(http_status, code, "why", "req-1"))
+    failure = classify_generation(UpstreamError(http_status, code, "why", "req-1"))
     assert (failure.code, failure.retryable) == (status, retryable)
     metadata = dict(failure.metadata)
     assert (metadata[MD_UPSTREAM_CODE], metadata[MD_UPSTREAM_REQUEST_ID]) == (code, "req-1")
 
 
 def test_no_answer_is_unavailable_and_retryable() -> None:
-    failure = classify(UpstreamUnavailable("connection refused"))
+    failure = classify_generation(UpstreamUnavailable("connection refused"))
     assert (failure.code, failure.retryable) == (Code.UNAVAILABLE, True)
-    assert classify(UpstreamProtocolError("junk")).code == Code.INTERNAL
+    assert classify_generation(UpstreamProtocolError("junk")).code == Code.INTERNAL
 
 
 def test_the_callers_deadline_is_deadline_exceeded() -> None:
-    assert classify(TimeoutError()).code == Code.DEADLINE_EXCEEDED
+    assert classify_generation(TimeoutError()).code == Code.DEADLINE_EXCEEDED
 
 
 def test_full_jitter_spans_zero_to_the_exponential_ceiling() -> None:

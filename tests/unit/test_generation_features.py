@@ -10,6 +10,7 @@ import pytest
 
 from voxgate import config
 from voxgate.generation.content import MD_CAPTURE_CONTENT, ContentCapture, capture_allowed
+from voxgate.generation.errors import classify_generation as classify
 from voxgate.generation.multimodal import DEFAULT_MULTIMODAL_PREFIXES, image_type, is_multimodal
 from voxgate.generation.protocol import (
     GENERATION_PATH,
@@ -30,7 +31,6 @@ from voxgate.generation.protocol import (
 from voxgate.generation.tools import ToolCallAssembler
 from voxgate.generation.v1 import generation_pb2 as pb
 from voxgate.generation.validation import generation_params
-from voxgate.rpc.errors import classify
 from voxgate_dev.images import describe
 
 # --- parsing what the service answers --------------------------------------------------------

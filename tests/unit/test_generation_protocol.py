@@ -1,4 +1,5 @@
-"""The generation request as the SDK sends it, both result formats, and error bodies (reference §2)."""
+"""The generation request as the SDK sends it, both result formats, and error bodies
+(docs/protocol.md#generation-http-api)."""
 
 from __future__ import annotations
 

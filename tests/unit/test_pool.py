@@ -98,6 +98,31 @@ class Upstream:
                 await self._closed_changed.wait()
 
 
+class FakeConnector:
+    """A Connector over :class:`Upstream`: PermissionError is fatal, ``Conn.refusal`` a refusal."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    async def connect(self) -> Conn:
+        return await self.upstream.connect()
+
+    async def close(self, conn: Conn) -> None:
+        await self.upstream.close(conn)
+
+    def is_open(self, conn: Conn) -> bool:
+        return conn.open
+
+    async def ping(self, conn: Conn) -> None:
+        await self.upstream.ping(conn)
+
+    def is_fatal(self, error: Exception) -> bool:
+        return isinstance(error, PermissionError)
+
+    def refusal(self, conn: Conn) -> str | None:
+        return conn.refusal
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -128,12 +153,7 @@ def make_pool(
     }
     settings.update(config)
     return Pool(
-        connect=upstream.connect,
-        close=upstream.close,
-        is_open=lambda conn: conn.open,
-        ping=upstream.ping,
-        is_fatal=lambda exc: isinstance(exc, PermissionError),
-        refusal=lambda conn: conn.refusal,
+        FakeConnector(upstream),
         config=PoolConfig(**settings),  # type: ignore[arg-type]
         listeners=[events.append] if events is not None else (),
         clock=clock or Clock(),
@@ -240,6 +260,19 @@ async def test_release_twice_is_harmless(pool: Pool[Conn]) -> None:
     pool.release(lease)
     pool.release(lease)
     assert pool.stats().idle == 2 and pool.stats().in_use == 0
+
+
+async def test_a_late_second_release_leaves_a_relent_connection_alone(pool: Pool[Conn]) -> None:
+    first = await pool.acquire()
+    first.mark_reusable()
+    pool.release(first)
+    held = [await pool.acquire(), await pool.acquire()]
+    assert first.conn in {lease.conn for lease in held}  # lent again, to someone else
+    pool.release(first)
+    stats = pool.stats()
+    assert (stats.idle, stats.in_use, stats.evicted) == (0, 2, {})
+    for lease in held:
+        pool.release(lease)
 
 
 # --- borrow checks ------------------------------------------------------------------------------
@@ -403,9 +436,7 @@ async def test_backoff_grows_and_success_resets_it(upstream: Upstream) -> None:
                 four_failures.set()
 
     pool = Pool(
-        connect=upstream.connect,
-        close=upstream.close,
-        is_open=lambda conn: conn.open,
+        FakeConnector(upstream),
         config=PoolConfig(max_size=1, backoff_initial_s=0.001, backoff_max_s=0.004),
         listeners=[on_event],
     )
@@ -498,6 +529,20 @@ async def test_close_does_not_wait_out_a_ping(upstream: Upstream, clock: Clock) 
         await pool.close()
     assert all(not conn.open for conn in upstream.opened)
     assert pool.stats().evicted == {EVICT_SHUTDOWN: 2}
+
+
+async def test_close_right_after_a_ping_started_still_closes_that_connection(
+    upstream: Upstream, clock: Clock
+) -> None:
+    pool = make_pool(upstream, clock)
+    pool.start()
+    await pool.wait_ready()
+    clock.now += 20.0
+    pool.housekeep()  # both out for a ping, whose tasks have not run a step yet...
+    await pool.close()  # ...when close() cancels them
+    assert all(not conn.open for conn in upstream.opened)
+    stats = pool.stats()
+    assert (stats.checking, stats.connecting, stats.evicted) == (0, 0, {EVICT_SHUTDOWN: 2})
 
 
 async def test_housekeeper_retires_idle_and_aged_connections_before_anyone_asks(

@@ -21,7 +21,7 @@ from voxgate.speech.protocol import (
     weighted_length,
 )
 
-# A copy of shared/reference/golden/sdk-2.0.2-timeline.txt: what dashscope 2.0.2 really sent.
+# What dashscope 2.0.2 really sent to a recording server (docs/protocol.md explains it).
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "sdk-2.0.2-timeline.txt"
 TASK_ID = "7f3046d8b6e0488f9d5b331c936d0032"
 
@@ -237,4 +237,5 @@ def test_no_event_is_accepted_after_the_end() -> None:
 
 def test_weighted_length_counts_cjk_twice() -> None:
     assert weighted_length("hello") == 5
-    assert weighted_length("床前明月光，") == 11  # five ideographs and one full-width comma (reference §1.5)
+    # Five ideographs and one full-width comma (docs/protocol.md#text-limits).
+    assert weighted_length("床前明月光，") == 11

@@ -202,7 +202,8 @@ def _result(event: SseEvent) -> Result | None:
 
 
 def _error_from_body(response: aiohttp.ClientResponse, body: bytes) -> UpstreamError:
-    """Non-2xx: a JSON body, or (streaming) an SSE body whose first ``data:`` holds the error (§2.5)."""
+    """Non-2xx: a JSON body, or (streaming) an SSE body whose first ``data:`` holds the error
+    (docs/protocol.md#error-bodies)."""
     if EVENT_STREAM in response.headers.get("Content-Type", ""):
         parser = SseParser()
         events = [*parser.feed(body), parser.close()]

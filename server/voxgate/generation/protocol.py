@@ -1,4 +1,4 @@
-"""DashScope text generation on the wire, without I/O (reference §2.2-§2.5).
+"""DashScope text generation on the wire, without I/O (docs/protocol.md#generation-http-api).
 
 :func:`request_headers` and :func:`request_body` build exactly what the vendor SDK sends
 (``Generation`` for text models, ``MultiModalConversation`` for multimodal ones, see
@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GENERATION_PATH = "/services/aigc/text-generation/generation"
-"""Appended to the HTTP base URL (``…/api/v1``), as the SDK does (§2.1)."""
+"""Appended to the HTTP base URL (``…/api/v1``), as the SDK does (docs/protocol.md#generation-endpoint)."""
 MULTIMODAL_PATH = "/services/aigc/multimodal-generation/generation"
 """Where the SDK's ``MultiModalConversation`` sends multimodal models (qwen-vl, qwen-omni...)."""
 WORKSPACE_HEADER = "X-DashScope-WorkSpace"
 """The SDK's header for ``workspace=...``, on HTTP calls and the WebSocket handshake alike."""
 FINISH_NOT_YET = "null"
-"""While streaming, ``finish_reason`` is the *string* "null" until the last chunk (§2.4)."""
+"""While streaming, ``finish_reason`` is the *string* "null" until the last chunk
+(docs/protocol.md#sse-stream)."""
 ROLES = ("system", "user", "assistant", "tool")
 
 
@@ -80,7 +81,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Sampling:
-    """Parameters sent only when set (the SDK sends only what was passed, §2.3)."""
+    """Parameters sent only when set (the SDK sends only what was passed: docs/protocol.md#request-body)."""
 
     max_tokens: int | None = None
     temperature: float | None = None
@@ -167,7 +168,8 @@ class UpstreamProtocolError(Exception):
 
 
 def request_headers(api_key: str, *, stream: bool, workspace: str = "") -> dict[str, str]:
-    """Headers of one call. Streaming asks for SSE both ways, as the SDK does (§2.2)."""
+    """Headers of one call. Streaming asks for SSE both ways, as the SDK does
+    (docs/protocol.md#request-headers)."""
     headers = {
         "Authorization": f"Bearer {api_key}",
         "Content-Type": "application/json; charset=utf-8",
@@ -182,7 +184,8 @@ def request_headers(api_key: str, *, stream: bool, workspace: str = "") -> dict[
 
 
 def request_body(params: GenerationParams, *, stream: bool) -> bytes:
-    """``{"model", "parameters", "input": {"messages"}}``, UTF-8 (not ASCII-escaped, §2.3)."""
+    """``{"model", "parameters", "input": {"messages"}}``, UTF-8, not ASCII-escaped
+    (docs/protocol.md#request-body)."""
     sampling = params.sampling
     # The multimodal endpoint always answers in the message format; MultiModalConversation
     # sends no result_format.

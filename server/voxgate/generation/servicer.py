@@ -2,7 +2,7 @@
 sent), forward deltas as they arrive, map errors.
 
 No socket code here: :class:`~voxgate.generation.client.GenerationClient` speaks HTTP over the
-shared session, :mod:`voxgate.rpc.errors` decides every status code and
+shared session, :mod:`voxgate.generation.errors` decides every status code and
 :mod:`voxgate.rpc.retry` every retry.
 """
 
@@ -20,14 +20,15 @@ import grpc
 
 from voxgate.generation.client import GenerationClient
 from voxgate.generation.content import capture_allowed
+from voxgate.generation.errors import classify_generation
 from voxgate.generation.multimodal import DEFAULT_MULTIMODAL_PREFIXES
 from voxgate.generation.protocol import GenerationParams, Result, ToolCall, Usage
 from voxgate.generation.telemetry import ChatSpan, GenerationTelemetry
 from voxgate.generation.tools import ToolCallAssembler
 from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
 from voxgate.generation.validation import AnyGenerateRequest, generation_params
-from voxgate.rpc.errors import MD_TEXT_CHARS_SENT, Failure, classify
-from voxgate.rpc.retry import AttemptLog, RetryPolicy
+from voxgate.rpc.errors import MD_TEXT_CHARS_SENT, Failure
+from voxgate.rpc.retry import GaveUp, RetryPolicy, deadline_of, run_with_retries
 from voxgate.speech.validation import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class _Progress:
     rpc_started: float
     deadline: float | None
     """Loop time of the caller's deadline, if it set one."""
-    log: AttemptLog = field(default_factory=AttemptLog)
+    attempts: int = 0
     chars_sent: int = 0
     deltas_sent: int = 0
     """Deltas sent to the caller, reasoning and answer."""
@@ -89,7 +90,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
             usage=_usage(result.usage),
             request_id=result.request_id,
             model=params.model,
-            attempts=len(progress.log),
+            attempts=progress.attempts,
             reasoning=result.reasoning,
             tool_calls=_tool_calls(progress.tool_calls.calls()),
         )
@@ -133,7 +134,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
                 model=params.model,
                 time_to_first_token_ms=round(ttft_s * 1000),
                 time_to_first_answer_token_ms=round(ttfat_s * 1000) if ttfat_s is not None else 0,
-                attempts=len(progress.log),
+                attempts=progress.attempts,
                 tool_calls=_tool_calls(progress.tool_calls.calls()),
             )
         )
@@ -149,10 +150,7 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
             params = generation_params(request, self._default_model, self._multimodal_prefixes)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        remaining: float | None = context.time_remaining()
-        loop_now = asyncio.get_running_loop().time()
-        deadline = None if remaining is None else loop_now + remaining
-        progress = _Progress(rpc_started=time.perf_counter(), deadline=deadline)
+        progress = _Progress(rpc_started=time.perf_counter(), deadline=deadline_of(context))
         progress.capture_content = capture_allowed(context.invocation_metadata())
         return params, progress
 
@@ -196,11 +194,10 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
                 if result.text:
                     progress.chars_sent += len(result.text)
                     progress.deltas_sent += 1
-                    await context.write(
-                        generation_pb2.GenerateStreamResponse(
-                            delta=result.text, request_id=progress.request_id
-                        )
+                    delta = generation_pb2.GenerateStreamResponse(
+                        delta=result.text, request_id=progress.request_id
                     )
+                    await context.write(delta)
         raise AssertionError("GenerationClient.stream ended without a last result")  # it raises instead
 
     async def _with_retries(
@@ -210,44 +207,29 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
         context: Context,
         progress: _Progress,
     ) -> Result:
-        loop = asyncio.get_running_loop()
-        while True:
-            started = time.perf_counter()
-            try:
-                async with (
-                    asyncio.timeout_at(progress.deadline),
-                    self._telemetry.call(
-                        params, len(progress.log) + 1, capture_content=progress.capture_content
-                    ) as span,
-                ):
-                    result = await attempt(span)
-                    span.finished(result)
-            except (asyncio.CancelledError, grpc.aio.AbortError):
-                raise
-            except Exception as exc:
-                failure = classify(exc)
-                remaining = None if progress.deadline is None else progress.deadline - loop.time()
-                delay_s = self._retry.delay(
-                    attempts_made=len(progress.log) + 1,
-                    retryable=failure.retryable,
-                    sent_anything=progress.deltas_sent > 0,
-                    remaining_s=remaining,
-                )
-                duration_s = time.perf_counter() - started
-                progress.log.failed(failure.code, failure.message, duration_s, delay_s)
-                if delay_s is None:
-                    await self._fail(context, failure, progress)
-                self._telemetry.retry(len(progress.log), failure.message, delay_s)
-                log.info(
-                    "generation attempt %d failed (%s); retrying in %.2fs",
-                    len(progress.log),
-                    failure.message,
-                    delay_s,
-                )
-                await asyncio.sleep(delay_s)
-                continue
-            progress.log.succeeded(time.perf_counter() - started)
-            return result
+        async def attempt_once(number: int) -> Result:
+            progress.attempts = number
+            # The caller's deadline bounds each attempt: one that overruns ends DEADLINE_EXCEEDED.
+            capture = progress.capture_content
+            async with (
+                asyncio.timeout_at(progress.deadline),
+                self._telemetry.call(params, number, capture_content=capture) as span,
+            ):
+                result = await attempt(span)
+                span.finished(result)
+                return result
+
+        try:
+            return await run_with_retries(
+                attempt_once,
+                policy=self._retry,
+                classify=classify_generation,
+                sent_anything=lambda: progress.deltas_sent > 0,
+                output="text",
+                deadline=progress.deadline,
+            )
+        except GaveUp as gave_up:
+            await self._fail(context, gave_up.failure, progress)
 
     async def _fail(self, context: Context, failure: Failure, progress: _Progress) -> NoReturn:
         message = failure.message
@@ -257,8 +239,8 @@ class GenerationService(generation_pb2_grpc.GenerationServiceServicer):
                 f"answer interrupted after {progress.chars_sent} characters in {progress.deltas_sent}"
                 f" deltas; the text is incomplete: {failure.message}"
             )
-        elif len(progress.log) > 1:
-            message = f"{message} (after {len(progress.log)} attempts)"
+        elif progress.attempts > 1:
+            message = f"{message} (after {progress.attempts} attempts)"
         log.warning("generation failed: %s %s", failure.code.name, message)
         context.set_trailing_metadata((*failure.metadata, (MD_TEXT_CHARS_SENT, str(progress.chars_sent))))
         await context.abort(failure.code, message)

@@ -1,4 +1,4 @@
-"""A sans-I/O parser for DashScope's server-sent events (reference §2.4).
+"""A sans-I/O parser for DashScope's server-sent events (docs/protocol.md#sse-stream).
 
 Feed it bytes as they arrive (:meth:`SseParser.feed`), in chunks of any size; it returns the
 events those bytes completed. It follows the SSE rules (LF, CRLF or CR line ends; a blank

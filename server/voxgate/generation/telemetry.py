@@ -9,7 +9,7 @@ time to the first chunk, as an attribute and an event at that moment.
 What the shared aiohttp session did for the attempt (connection reused or opened, time
 queued for one) comes from an ``aiohttp.TraceConfig`` (:meth:`GenerationTelemetry.trace_config`):
 its signals fire inside the request, in the attempt's task, so the current span is the
-attempt's. Retries are events on the server span, as for Synthesize.
+attempt's. Retries are events on the server span, recorded by :mod:`voxgate.rpc.retry`.
 
 Reasoning and tool calls: ``gen_ai.usage.reasoning.output_tokens`` when the upstream reports
 them, ``gen_ai.response.finish_reasons`` ``["tool_calls"]`` and ``gen_ai.tool.call.*`` no more
@@ -30,7 +30,6 @@ from opentelemetry import trace
 from voxgate.generation.content import ContentCapture
 from voxgate.generation.protocol import GenerationParams, Result, ToolCall
 from voxgate.observability import telemetry as names
-from voxgate.observability.events import record_retry
 from voxgate.observability.telemetry import Telemetry
 
 PROVIDER = "dashscope"
@@ -194,9 +193,6 @@ class GenerationTelemetry:
         if params.multimodal:
             attributes[names.GENERATION_MULTIMODAL] = True
         return attributes
-
-    def retry(self, failed_attempt: int, reason: str, delay_s: float) -> None:
-        record_retry(failed_attempt, reason, delay_s)
 
     def done(
         self,

@@ -1,5 +1,5 @@
 """Checks a GenerateRequest / GenerateStreamRequest and resolves its defaults, before any
-upstream work. Ranges are the service's documented ones (reference §2.3), so a bad request
+upstream work. Ranges are the service's documented ones (docs/protocol.md#request-body), so a bad request
 fails fast with ``"<field>: <reason>"`` instead of costing an upstream round trip.
 """
 

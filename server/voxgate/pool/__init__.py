@@ -3,7 +3,12 @@
 Import from here (``from voxgate.pool import Pool, PoolConfig``); the modules inside are its rooms.
 """
 
-from voxgate.pool.pool import (
+from voxgate.pool.base import loop_clock
+from voxgate.pool.breaker import Breaker
+from voxgate.pool.config import OVERFLOW_OPEN, OVERFLOW_POLICIES, OVERFLOW_WAIT, PoolConfig
+from voxgate.pool.connector import Connector
+from voxgate.pool.errors import ClosedAfterOpen, ConnectFailed, PoolClosed, PoolError, PoolTimeout
+from voxgate.pool.events import (
     EVICT_CLOSED,
     EVICT_DISCARDED,
     EVICT_IDLE,
@@ -12,29 +17,20 @@ from voxgate.pool.pool import (
     EVICT_PING,
     EVICT_REJECTED,
     EVICT_SHUTDOWN,
-    OVERFLOW_OPEN,
-    OVERFLOW_POLICIES,
-    OVERFLOW_WAIT,
-    ClosedAfterOpen,
-    ConnectFailed,
     ConnectionEvicted,
     ConnectionFailed,
     ConnectionOpened,
     HealthChanged,
-    Lease,
     LeaseGranted,
     LeaseHeldLong,
     LeaseRefused,
-    Pool,
-    PoolClosed,
-    PoolConfig,
-    PoolError,
     PoolEvent,
     PoolListener,
     PoolStats,
-    PoolTimeout,
     log_event,
 )
+from voxgate.pool.pool import Pool
+from voxgate.pool.slot import Lease, SlotState
 
 __all__ = [
     "EVICT_CLOSED",
@@ -48,11 +44,13 @@ __all__ = [
     "OVERFLOW_OPEN",
     "OVERFLOW_POLICIES",
     "OVERFLOW_WAIT",
+    "Breaker",
     "ClosedAfterOpen",
     "ConnectFailed",
     "ConnectionEvicted",
     "ConnectionFailed",
     "ConnectionOpened",
+    "Connector",
     "HealthChanged",
     "Lease",
     "LeaseGranted",
@@ -66,5 +64,7 @@ __all__ = [
     "PoolListener",
     "PoolStats",
     "PoolTimeout",
+    "SlotState",
     "log_event",
+    "loop_clock",
 ]

@@ -1,10 +1,12 @@
 """A warm pool of connections, generic over the connection type.
 
-The pool knows nothing of DashScope: it is built from three callbacks (open a
-connection, close one, tell whether one is still open) and lends connections
-through :meth:`Pool.lease`. Every decision (lend, queue, open, evict) is plain
-synchronous bookkeeping; network I/O (connect, close) runs in tasks outside it,
-so no lock is needed on the single event loop.
+The pool knows nothing of DashScope: a :class:`~voxgate.pool.connector.Connector`
+opens, closes and probes its connections, and it lends them through
+:meth:`Pool.lease`. Every decision (lend, queue, open, evict) is plain synchronous
+bookkeeping; network I/O (connect, close, ping) runs in tasks outside it, so no lock
+is needed on the single event loop. Each connection's state is explicit
+(:class:`~voxgate.pool.slot.SlotState`); backoff, rejection and the serving state
+are the :class:`~voxgate.pool.breaker.Breaker`'s.
 
 Return discipline: a lease goes back to the pool only if the borrower called
 :meth:`Lease.mark_reusable` (for the synthesizer: after ``task-finished``).
@@ -14,10 +16,10 @@ the pool opens a replacement. A dirty connection is never lent again.
 Health: a housekeeper (:meth:`Pool.housekeep`, run every ``housekeeping_interval_s``)
 pings idle connections (a missing pong within ``ping_timeout_s`` evicts), retires
 idle and aged ones before the upstream would cut them, refills, and reports leases
-held suspiciously long. A connect the ``is_fatal`` callback calls permanent (bad
-credentials), or a fresh connection the upstream closes right after its handshake
-(quota), makes the pool *rejected*: :attr:`Pool.serving` turns False with the reason,
-and the pool probes only once per ``backoff_max_s`` until a connection proves itself.
+held suspiciously long. A connect the connector calls fatal (bad credentials), or a
+fresh connection the upstream closes right after its handshake (quota), makes the
+pool *rejected*: :attr:`Pool.serving` turns False with the reason, and the pool
+probes only once per ``backoff_max_s`` until a connection proves itself.
 """
 
 from __future__ import annotations
@@ -26,349 +28,39 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
-import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+from voxgate.pool.base import PoolBase
+from voxgate.pool.config import OVERFLOW_OPEN
+from voxgate.pool.errors import ConnectFailed, PoolClosed, PoolTimeout
+from voxgate.pool.events import (
+    EVICT_DISCARDED,
+    EVICT_IDLE,
+    EVICT_LIFETIME,
+    EVICT_OVERFLOW,
+    EVICT_PING,
+    EVICT_SHUTDOWN,
+    LeaseGranted,
+    LeaseHeldLong,
+    LeaseRefused,
+    PoolStats,
+)
+from voxgate.pool.slot import Lease, Slot, SlotState
 
 log = logging.getLogger(__name__)
 
 C = TypeVar("C")
 
 
-# --- errors ------------------------------------------------------------------------------
-
-
-class PoolError(Exception):
-    """Base of the errors :meth:`Pool.acquire` raises."""
-
-
-class PoolClosed(PoolError):
-    """The pool is draining or closed: it lends nothing more."""
-
-
-class PoolTimeout(PoolError):
-    """No connection became free within the acquire timeout."""
-
-
-class ConnectFailed(PoolError):
-    """Opening an upstream connection failed; ``__cause__`` holds the reason."""
-
-
-class ClosedAfterOpen(Exception):
-    """The upstream closed a fresh connection right after its handshake, before any use.
-
-    Typically a refusal the handshake did not express (quota, suspended account): a
-    ``__cause__`` of :class:`ConnectFailed`, and a reason for the pool to stop hammering.
-    """
-
-
-OVERFLOW_WAIT = "wait"
-"""When every connection is busy, wait FIFO up to ``acquire_timeout_s``."""
-OVERFLOW_OPEN = "overflow"
-"""When every connection is busy, open a temporary connection, closed after use (the vendor's way)."""
-OVERFLOW_POLICIES = (OVERFLOW_WAIT, OVERFLOW_OPEN)
-
-
-# --- configuration -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PoolConfig:
-    """Sizing and timing of a :class:`Pool`. Checks its own invariants."""
-
-    max_size: int = 8
-    min_idle: int | None = None
-    """Idle connections kept open ahead of demand; ``None`` means ``max_size``."""
-    ready_min: int | None = None
-    """Open connections needed before :meth:`Pool.wait_ready` returns; ``None`` means ``min_idle``."""
-    max_concurrent_connects: int = 4
-    acquire_timeout_s: float = 5.0
-    connect_timeout_s: float = 5.0
-    max_idle_s: float = 50.0
-    """Idle connections older than this are not lent: the upstream drops them at 60 s."""
-    max_lifetime_s: float = 600.0
-    lifetime_jitter: float = 0.1
-    """Each connection's lifetime is cut by up to this fraction, so they don't expire together."""
-    backoff_initial_s: float = 0.1
-    backoff_max_s: float = 10.0
-    """Ceiling of the connect backoff, and the probe interval while the upstream rejects us."""
-    ping_interval_s: float | None = 20.0
-    """Ping each idle connection this often; ``None`` (or no ``ping`` callback) disables it."""
-    ping_timeout_s: float = 20.0
-    """A ping without a pong within this evicts the connection (a dead or half-open peer)."""
-    housekeeping_interval_s: float = 1.0
-    """How often the housekeeper evicts, pings, refills and looks for leaks."""
-    overflow: str = OVERFLOW_WAIT
-    """:data:`OVERFLOW_WAIT` or :data:`OVERFLOW_OPEN`."""
-    leak_warning_s: float | None = 600.0
-    """Report a lease held longer than this (:class:`LeaseHeldLong`); ``None`` disables it."""
-    early_close_s: float = 2.0
-    """A connection closed by the upstream this soon after opening, unused, counts as a rejection."""
-
-    def __post_init__(self) -> None:
-        if self.max_size < 1:
-            raise ValueError(f"max_size must be >= 1, got {self.max_size}")
-        if not 0 <= self.effective_min_idle <= self.max_size:
-            raise ValueError(f"min_idle must be within [0, max_size={self.max_size}], got {self.min_idle}")
-        if not 0 <= self.effective_ready_min <= self.max_size:
-            raise ValueError(f"ready_min must be within [0, max_size={self.max_size}], got {self.ready_min}")
-        if self.max_concurrent_connects < 1:
-            raise ValueError(f"max_concurrent_connects must be >= 1, got {self.max_concurrent_connects}")
-        positive = (
-            "acquire_timeout_s",
-            "connect_timeout_s",
-            "max_idle_s",
-            "max_lifetime_s",
-            "ping_timeout_s",
-            "housekeeping_interval_s",
-            "early_close_s",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.lifetime_jitter < 1:
-            raise ValueError(f"lifetime_jitter must be within [0, 1), got {self.lifetime_jitter}")
-        if not 0 < self.backoff_initial_s <= self.backoff_max_s:
-            raise ValueError("backoff_initial_s must be > 0 and <= backoff_max_s")
-        for name in ("ping_interval_s", "leak_warning_s"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be > 0 or None, got {value}")
-        if self.overflow not in OVERFLOW_POLICIES:
-            raise ValueError(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {self.overflow!r}")
-
-    @property
-    def effective_min_idle(self) -> int:
-        return self.max_size if self.min_idle is None else self.min_idle
-
-    @property
-    def effective_ready_min(self) -> int:
-        return self.effective_min_idle if self.ready_min is None else self.ready_min
-
-
-# --- events for observers ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionOpened:
-    connect_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionFailed:
-    error: BaseException
-    backoff_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionEvicted:
-    reason: str
-    age_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseGranted:
-    wait_s: float
-    reused: bool
-    """The connection had already run a task."""
-    warm: bool
-    """The connection was open before the request asked: no connect on its path."""
-    age_s: float
-    queued: bool
-    overflow: bool = False
-    """A temporary connection outside the pool (overflow policy), closed after use."""
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseRefused:
-    reason: str
-    wait_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseHeldLong:
-    """A lease is out longer than ``leak_warning_s``: a stuck stream or a leak. Sent once per lease."""
-
-    held_s: float
-    age_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class HealthChanged:
-    """:attr:`Pool.serving` flipped; ``reason`` says why (for a readiness probe and the logs)."""
-
-    serving: bool
-    reason: str
-
-
-PoolEvent = (
-    ConnectionOpened
-    | ConnectionFailed
-    | ConnectionEvicted
-    | LeaseGranted
-    | LeaseRefused
-    | LeaseHeldLong
-    | HealthChanged
-)
-PoolListener = Callable[[PoolEvent], None]
-
-EVICT_CLOSED = "closed"
-"""Found closed (peer hung up) when about to be lent."""
-EVICT_IDLE = "idle"
-EVICT_LIFETIME = "lifetime"
-EVICT_DISCARDED = "discarded"
-"""The borrower did not mark it reusable (error, cancel, unfinished task)."""
-EVICT_PING = "ping_timeout"
-"""An idle connection's ping got no pong within ``ping_timeout_s`` (or the ping failed)."""
-EVICT_REJECTED = "closed_after_open"
-"""Closed by the upstream right after its handshake, unused (see :class:`ClosedAfterOpen`)."""
-EVICT_OVERFLOW = "overflow"
-"""A temporary overflow connection, closed after its one use."""
-EVICT_SHUTDOWN = "shutdown"
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """A snapshot of the pool; all counters are totals since start."""
-
-    idle: int
-    in_use: int
-    connecting: int
-    checking: int
-    """Idle connections out for a ping right now."""
-    pending: int
-    overflow_in_use: int
-    max_size: int
-    created: int
-    connect_failures: int
-    leases: int
-    warm_leases: int
-    reused_leases: int
-    queued_leases: int
-    timeouts: int
-    overflow_leases: int
-    evicted: dict[str, int]
-    ready: bool
-    serving: bool
-    closing: bool
-
-    @property
-    def open(self) -> int:
-        """Pooled connections open now (idle, in use or being pinged); overflow ones excluded."""
-        return self.idle + self.in_use + self.checking
-
-    @property
-    def reuse_ratio(self) -> float:
-        """Share of leases served by a connection already open when they asked.
-
-        That is, requests that paid no connect: what pooling is for. Prewarmed
-        connections count from their first lease; ``reused_leases`` counts only
-        connections that had already run a task.
-        """
-        return self.warm_leases / self.leases if self.leases else 0.0
-
-
-# --- the pool ------------------------------------------------------------------------------
-
-
-@dataclass(eq=False, slots=True)
-class _Slot(Generic[C]):
-    conn: C
-    created_at: float
-    expires_at: float
-    idle_since: float
-    serial: int
-    """1 for the first connection the pool opened, 2 for the next, ...; 0 for overflow ones."""
-    uses: int = 0
-    checked_at: float = 0.0
-    """When it last proved alive (opened, returned clean, answered a ping)."""
-    leased_at: float = 0.0
-    held_long_reported: bool = False
-
-
-@dataclass(eq=False, slots=True)
-class Lease(Generic[C]):
-    """A borrowed connection. Call :meth:`mark_reusable` only once it is clean again."""
-
-    conn: C
-    reused: bool
-    wait_s: float
-    age_s: float
-    _slot: _Slot[C] = field(repr=False)
-    reusable: bool = False
-
-    def mark_reusable(self) -> None:
-        """Declare the connection clean (its task ended normally): it may be lent again."""
-        self.reusable = True
-
-
-class Pool(Generic[C]):
+class Pool(PoolBase[C]):
     """Lends warm connections FIFO, opens them ahead of demand, and drops dirty ones.
 
-    Call :meth:`start` once, then :meth:`lease` per request, and :meth:`close` at the end.
-    Optional callbacks: ``ping`` (resolves when the peer answered; the pool applies
-    ``ping_timeout_s``), ``is_fatal`` (a connect error that retrying cannot fix) and
-    ``refusal`` (if the way a connection closed means the upstream refuses us, why; else None).
+    ``Pool(connector, config=..., listeners=...)``: call :meth:`start` once, then
+    :meth:`lease` per request, and :meth:`close` at the end. Every listener gets each
+    :data:`~voxgate.pool.events.PoolEvent`. ``clock`` (default: the event loop's,
+    :func:`~voxgate.pool.base.loop_clock`) and ``rng`` are injectable for tests.
     """
-
-    def __init__(
-        self,
-        *,
-        connect: Callable[[], Awaitable[C]],
-        close: Callable[[C], Awaitable[None]],
-        is_open: Callable[[C], bool],
-        config: PoolConfig,
-        ping: Callable[[C], Awaitable[None]] | None = None,
-        is_fatal: Callable[[BaseException], bool] = lambda _exc: False,
-        refusal: Callable[[C], str | None] = lambda _conn: None,
-        listeners: Sequence[PoolListener] = (),
-        clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
-    ) -> None:
-        self._connect = connect
-        self._close = close
-        self._is_open = is_open
-        self._ping = ping
-        self._is_fatal = is_fatal
-        self._refusal = refusal
-        self.config = config
-        self._listeners = tuple(listeners)
-        self._clock = clock
-        self._rng = rng or random.Random()
-
-        self._idle: deque[_Slot[C]] = deque()
-        self._in_use: set[_Slot[C]] = set()
-        self._checking: set[_Slot[C]] = set()
-        self._overflow_in_use: set[_Slot[C]] = set()
-        self._connecting = 0
-        self._waiters: deque[asyncio.Future[_Slot[C]]] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._cancel_on_close: set[asyncio.Task[None]] = set()
-        self._housekeeper: asyncio.Task[None] | None = None
-        self._retry_timer: asyncio.TimerHandle | None = None
-        self._next_connect_at = 0.0
-        self._consecutive_failures = 0
-        self._last_connect_error: BaseException | None = None
-        self._rejected: str | None = None
-        self._rejected_at = 0.0
-        self._was_ready = False
-        self._serving = False
-        self._started = False
-        self._closing = False
-        self._changed = asyncio.Event()
-
-        self._created = 0
-        self._connect_failures = 0
-        self._leases = 0
-        self._warm_leases = 0
-        self._reused_leases = 0
-        self._queued_leases = 0
-        self._overflow_leases = 0
-        self._timeouts = 0
-        self._evicted: dict[str, int] = {}
 
     # -- public surface ------------------------------------------------------------------
 
@@ -388,28 +80,24 @@ class Pool(Generic[C]):
             await self._wait_change()
 
     @property
-    def ready(self) -> bool:
-        return self._open_count() >= self.config.effective_ready_min
-
-    @property
     def in_use(self) -> int:
         """Pooled connections lent right now (overflow connections not counted); cheaper than stats()."""
-        return len(self._in_use)
+        return self._slots.count(SlotState.LEASED)
 
     @property
     def serving(self) -> bool:
         """Ready once, not rejected by the upstream, not closing: what a readiness probe wants."""
-        return self._serving
+        return self._breaker.serving
 
     @property
     def rejected_reason(self) -> str | None:
         """Why the upstream is refusing us (fatal connect error, close right after open), else None."""
-        return self._rejected
+        return self._breaker.rejected_reason
 
     @property
     def last_connect_error(self) -> BaseException | None:
         """The error of the latest failed connect, cleared by the next success."""
-        return self._last_connect_error
+        return self._breaker.last_error
 
     @contextlib.asynccontextmanager
     async def lease(self, timeout_s: float | None = None) -> AsyncIterator[Lease[C]]:
@@ -446,18 +134,17 @@ class Pool(Generic[C]):
             else:
                 slot = await self._wait_for_slot(started, timeout_s)
         now = self._clock()
-        overflow = slot.serial == 0
         reused = slot.uses > 0
-        warm = not overflow and slot.serial <= opened_before
+        warm = not slot.overflow and slot.serial <= opened_before
         slot.leased_at = now
         slot.held_long_reported = False
         self._leases += 1
         self._warm_leases += warm
         self._reused_leases += reused
         self._queued_leases += queued
-        self._overflow_leases += overflow
+        self._overflow_leases += slot.overflow
         lease = Lease(slot.conn, reused, now - started, now - slot.created_at, slot)
-        self._emit(LeaseGranted(lease.wait_s, reused, warm, lease.age_s, queued, overflow))
+        self._emit(LeaseGranted(lease.wait_s, reused, warm, lease.age_s, queued, slot.overflow))
         return lease
 
     def release(self, lease: Lease[C]) -> None:
@@ -465,13 +152,14 @@ class Pool(Generic[C]):
         self._release(lease)
 
     def stats(self) -> PoolStats:
+        count = self._slots.count
         return PoolStats(
-            idle=len(self._idle),
-            in_use=len(self._in_use),
-            connecting=self._connecting,
-            checking=len(self._checking),
+            idle=count(SlotState.IDLE),
+            in_use=count(SlotState.LEASED),
+            connecting=count(SlotState.CONNECTING),
+            checking=count(SlotState.PINGING),
             pending=len(self._waiters),
-            overflow_in_use=len(self._overflow_in_use),
+            overflow_in_use=count(SlotState.LEASED, overflow=True),
             max_size=self.config.max_size,
             created=self._created,
             connect_failures=self._connect_failures,
@@ -483,17 +171,20 @@ class Pool(Generic[C]):
             overflow_leases=self._overflow_leases,
             evicted=dict(self._evicted),
             ready=self.ready,
-            serving=self._serving,
+            serving=self._breaker.serving,
             closing=self._closing,
         )
 
     def __repr__(self) -> str:
-        extra = f" overflow={len(self._overflow_in_use)}" if self._overflow_in_use else ""
-        extra += f" checking={len(self._checking)}" if self._checking else ""
-        extra += " rejected" if self._rejected else ""
+        count = self._slots.count
+        overflow, checking = count(SlotState.LEASED, overflow=True), count(SlotState.PINGING)
+        extra = f" overflow={overflow}" if overflow else ""
+        extra += f" checking={checking}" if checking else ""
+        extra += " rejected" if self._breaker.rejected_reason else ""
         extra += " closing" if self._closing else ""
         return (
-            f"<Pool idle={len(self._idle)} in_use={len(self._in_use)} connecting={self._connecting}"
+            f"<Pool idle={count(SlotState.IDLE)} in_use={count(SlotState.LEASED)}"
+            f" connecting={count(SlotState.CONNECTING)}"
             f" pending={len(self._waiters)} max={self.config.max_size}{extra}>"
         )
 
@@ -512,18 +203,18 @@ class Pool(Generic[C]):
         # Retiring for age is not urgent: at most one connect-cap's worth per pass, so connections
         # prewarmed together are replaced in a trickle and the pool never empties for maintenance.
         retirements_left = self.config.max_concurrent_connects
-        for slot in list(self._idle):
+        for slot in self._slots.idle():
+            if slot.state is not SlotState.IDLE:
+                continue  # moved by what an earlier eviction set off
             reason = self._unusable_reason(slot)
             if reason in (EVICT_IDLE, EVICT_LIFETIME):
                 if retirements_left == 0:
                     continue
                 retirements_left -= 1
             if reason is not None:
-                self._idle.remove(slot)
                 self._evict_unusable(slot, reason)
             elif self._ping_due(slot, now):
-                self._idle.remove(slot)
-                self._checking.add(slot)
+                self._slots.move(slot, SlotState.PINGING)
                 check = asyncio.get_running_loop().create_task(self._check(slot))
                 self._cancel_on_close.add(check)  # a ping, like a connect, is cancelled by close()
                 check.add_done_callback(self._cancel_on_close.discard)
@@ -552,81 +243,79 @@ class Pool(Generic[C]):
                 waiter.set_exception(PoolClosed("pool is closing"))
         for task in list(self._cancel_on_close):
             task.cancel()
-        while self._idle:
-            self._evict(self._idle.popleft(), EVICT_SHUTDOWN)
-        if (self._in_use or self._overflow_in_use) and grace_s > 0:
+        for slot in self._slots.idle():
+            self._evict(slot, EVICT_SHUTDOWN)
+        if self._leased_total() and grace_s > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(grace_s):
-                    while self._in_use or self._overflow_in_use:
+                    while self._leased_total():
                         await self._wait_change()
-        for slots in (self._in_use, self._overflow_in_use):
-            for slot in list(slots):
-                # Force-closing makes the borrower fail; its release then finds the slot gone.
-                slots.discard(slot)
-                self._evict(slot, EVICT_SHUTDOWN)
+        for slot in self._slots.in_state(SlotState.LEASED):
+            # Force-closing makes the borrower fail; its release then finds the slot closed.
+            self._evict(slot, EVICT_SHUTDOWN)
+        await self._drain_tasks()
+        # A ping or connect cancelled before its first step never ran its own cleanup.
+        for slot in self._slots.in_state(SlotState.PINGING):
+            self._evict(slot, EVICT_SHUTDOWN)
+        for slot in self._slots.in_state(SlotState.CONNECTING):
+            if not slot.overflow:  # an overflow connect belongs to its acquire(), still running
+                self._slots.move(slot, SlotState.CLOSED)
         await self._drain_tasks()
 
     # -- lending ---------------------------------------------------------------------------
 
-    def _open_count(self) -> int:
-        return len(self._idle) + len(self._in_use) + len(self._checking)
+    def _leased_total(self) -> int:
+        return self._slots.count(SlotState.LEASED) + self._slots.count(SlotState.LEASED, overflow=True)
 
     def _at_capacity(self) -> bool:
-        return self._open_count() + self._connecting >= self.config.max_size
+        return self._open_count() + self._slots.count(SlotState.CONNECTING) >= self.config.max_size
 
-    def _take_idle(self) -> _Slot[C] | None:
-        """Pop the oldest idle connection that passes the borrow check; evict failures."""
-        while self._idle:
-            slot = self._idle.popleft()
+    def _take_idle(self) -> Slot[C] | None:
+        """Lend the oldest idle connection that passes the borrow check; evict failures."""
+        while (slot := self._slots.oldest_idle()) is not None:
             reason = self._unusable_reason(slot)
             if reason is None:
-                self._in_use.add(slot)
+                self._slots.move(slot, SlotState.LEASED)
                 return slot
             self._evict_unusable(slot, reason)
         self._refill()
         return None
 
-    def _unusable_reason(self, slot: _Slot[C]) -> str | None:
-        now = self._clock()
-        if not self._is_open(slot.conn):
-            return EVICT_CLOSED
-        if now >= slot.expires_at:
-            return EVICT_LIFETIME
-        if now - slot.idle_since >= self.config.max_idle_s:
-            return EVICT_IDLE
-        return None
-
     def _fail_fast_if_unreachable(self, started: float) -> None:
         # With nothing open, nothing opening and the last connect failed, waiting would
         # only turn "upstream unreachable" into a misleading acquire timeout.
-        backing_off = self._clock() < self._next_connect_at
-        nothing_open = not self._in_use and not self._checking and not self._connecting
-        if backing_off and nothing_open and self._last_connect_error:
+        count = self._slots.count
+        nothing_open = (
+            not count(SlotState.LEASED) and not count(SlotState.PINGING) and not count(SlotState.CONNECTING)
+        )
+        last_error = self._breaker.last_error
+        if self._breaker.backing_off and nothing_open and last_error:
             self._emit(LeaseRefused("unreachable", self._clock() - started))
-            raise ConnectFailed(
-                f"upstream unreachable: {self._last_connect_error}"
-            ) from self._last_connect_error
+            raise ConnectFailed(f"upstream unreachable: {last_error}") from last_error
 
-    async def _open_overflow(self, started: float, timeout_s: float) -> _Slot[C]:
+    async def _open_overflow(self, started: float, timeout_s: float) -> Slot[C]:
         """Open a temporary connection for one lease (overflow policy); it is closed on release."""
+        slot = self._slots.add(Slot(overflow=True))
         try:
             async with asyncio.timeout(min(timeout_s, self.config.connect_timeout_s)):
-                conn = await self._connect()
-        except Exception as exc:
+                conn = await self._connector.connect()
+        except BaseException as exc:
+            self._slots.move(slot, SlotState.CLOSED)
+            if not isinstance(exc, Exception):
+                raise
             self._emit(LeaseRefused("overflow_connect_failed", self._clock() - started))
             if isinstance(exc, TimeoutError):
                 raise ConnectFailed("overflow connect timed out") from exc
             raise ConnectFailed(f"overflow connect failed: {exc}") from exc
-        now = self._clock()
-        slot = _Slot(conn, created_at=now, expires_at=math.inf, idle_since=now, serial=0)
+        slot.opened(conn, now=self._clock(), expires_at=math.inf)
         if self._closing:
             self._evict(slot, EVICT_SHUTDOWN)
             raise PoolClosed("pool is closing")
-        self._overflow_in_use.add(slot)
+        self._slots.move(slot, SlotState.LEASED)
         return slot
 
-    async def _wait_for_slot(self, started: float, timeout_s: float) -> _Slot[C]:
-        waiter: asyncio.Future[_Slot[C]] = asyncio.get_running_loop().create_future()
+    async def _wait_for_slot(self, started: float, timeout_s: float) -> Slot[C]:
+        waiter: asyncio.Future[Slot[C]] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._refill()
         try:
@@ -634,10 +323,11 @@ class Pool(Generic[C]):
                 return await waiter
         except BaseException as exc:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                # We were handed a connection in the same tick we gave up: pass it on.
+                # We were handed a connection in the same tick we gave up: pass it on
+                # (unless close() has force-closed it meanwhile).
                 slot = waiter.result()
-                self._in_use.discard(slot)
-                self._return_clean(slot)
+                if slot.state is SlotState.LEASED:
+                    self._return_clean(slot)
             else:
                 waiter.cancel()
                 with contextlib.suppress(ValueError):
@@ -645,31 +335,31 @@ class Pool(Generic[C]):
             if isinstance(exc, TimeoutError):
                 self._timeouts += 1
                 self._emit(LeaseRefused("timeout", self._clock() - started))
-                if self._last_connect_error is not None and not self._in_use:
+                last_error = self._breaker.last_error
+                if last_error is not None and not self._slots.count(SlotState.LEASED):
                     raise ConnectFailed(
-                        f"no upstream connection within {timeout_s:.3g}s: {self._last_connect_error}"
-                    ) from self._last_connect_error
+                        f"no upstream connection within {timeout_s:.3g}s: {last_error}"
+                    ) from last_error
                 raise PoolTimeout(f"no upstream connection free within {timeout_s:.3g}s ({self!r})") from None
             raise
 
     def _release(self, lease: Lease[C]) -> None:
         slot = lease._slot
-        if slot in self._overflow_in_use:
-            self._overflow_in_use.discard(slot)
+        if lease._returned or slot.state is not SlotState.LEASED:
+            return  # released twice, or force-closed by shutdown
+        lease._returned = True
+        if slot.overflow:
             self._evict(slot, EVICT_OVERFLOW)
             return
-        if slot not in self._in_use:
-            return  # released twice, or force-closed by shutdown
-        self._in_use.discard(slot)
         if not lease.reusable:
             self._evict(slot, EVICT_DISCARDED)
             self._refill()
             return
         slot.uses += 1
-        self._clear_rejection(slot)
+        self._breaker.connection_proved(slot.created_at)
         self._return_clean(slot)
 
-    def _return_clean(self, slot: _Slot[C]) -> None:
+    def _return_clean(self, slot: Slot[C]) -> None:
         if self._closing:
             self._evict(slot, EVICT_SHUTDOWN)
             return
@@ -681,18 +371,6 @@ class Pool(Generic[C]):
         slot.idle_since = slot.checked_at = self._clock()
         self._hand_over(slot)
 
-    def _hand_over(self, slot: _Slot[C]) -> None:
-        """Give ``slot`` to the oldest live waiter, or park it idle."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self._in_use.add(slot)
-                waiter.set_result(slot)
-                self._signal()
-                return
-        self._idle.append(slot)
-        self._signal()
-
     # -- health --------------------------------------------------------------------------------
 
     async def _housekeep_forever(self) -> None:
@@ -703,25 +381,22 @@ class Pool(Generic[C]):
             except Exception:  # a bug here must not end housekeeping for good
                 log.exception("pool housekeeping failed")
 
-    def _ping_due(self, slot: _Slot[C], now: float) -> bool:
+    def _ping_due(self, slot: Slot[C], now: float) -> bool:
         interval = self.config.ping_interval_s
-        return self._ping is not None and interval is not None and now - slot.checked_at >= interval
+        return interval is not None and now - slot.checked_at >= interval
 
-    async def _check(self, slot: _Slot[C]) -> None:
+    async def _check(self, slot: Slot[C]) -> None:
         """Ping an idle connection taken out of the idle queue; put it back or evict it."""
-        assert self._ping is not None
         try:
             async with asyncio.timeout(self.config.ping_timeout_s):
-                await self._ping(slot.conn)
+                await self._connector.ping(slot.conn)
         except asyncio.CancelledError:  # close() does not wait out a ping
-            self._checking.discard(slot)
             self._evict(slot, EVICT_SHUTDOWN)
             raise
         except Exception:
             alive = False
         else:
             alive = True
-        self._checking.discard(slot)
         if self._closing:
             self._evict(slot, EVICT_SHUTDOWN)
             return
@@ -741,219 +416,20 @@ class Pool(Generic[C]):
         limit = self.config.leak_warning_s
         if limit is None:
             return
-        for slot in (*self._in_use, *self._overflow_in_use):
+        for slot in self._slots.in_state(SlotState.LEASED):
             held_s = now - slot.leased_at
             if held_s >= limit and not slot.held_long_reported:
                 slot.held_long_reported = True
                 self._emit(LeaseHeldLong(held_s, now - slot.created_at))
 
-    def _evict_unusable(self, slot: _Slot[C], reason: str) -> None:
-        """Evict ``slot``; a fresh, unused connection the peer refused at once is a rejection."""
-        age_s = self._clock() - slot.created_at
-        refusal = self._refusal(slot.conn) if reason == EVICT_CLOSED and slot.uses == 0 else None
-        if refusal is not None and age_s < self.config.early_close_s:
-            self._evict(slot, EVICT_REJECTED)
-            error = ClosedAfterOpen(
-                f"upstream closed a new connection {age_s:.2g}s after its handshake,"
-                f" before any use: {refusal}"
-            )
-            self._on_connect_failed(error, fatal=True)
-            return
-        self._evict(slot, reason)
-
-    def _reject(self, reason: str) -> None:
-        if self._rejected is None:
-            log.warning(
-                "upstream rejects voxgate: %s; probing every %.3gs", reason, self.config.backoff_max_s
-            )
-        self._rejected = reason
-        self._rejected_at = self._clock()
-
-    def _clear_rejection(self, slot: _Slot[C]) -> None:
-        if self._rejected is not None and slot.created_at >= self._rejected_at:
-            self._rejected = None
-            self._consecutive_failures = 0
-
     def _clear_rejection_if_proven(self, now: float) -> None:
-        if self._rejected is None:
+        if self._breaker.rejected_reason is None:
             return
-        for slot in self._idle:
-            opened_since = slot.created_at >= self._rejected_at
+        for slot in self._slots.idle():
             if (
-                opened_since
+                self._breaker.opened_since_rejection(slot.created_at)
                 and now - slot.created_at >= self.config.early_close_s
-                and self._is_open(slot.conn)
+                and self._connector.is_open(slot.conn)
             ):
-                self._clear_rejection(slot)
+                self._breaker.connection_proved(slot.created_at)
                 return
-
-    def _update_serving(self) -> None:
-        self._was_ready = self._was_ready or self.ready
-        serving = self._was_ready and self._rejected is None and not self._closing
-        if serving == self._serving:
-            return
-        self._serving = serving
-        if serving:
-            reason = f"{self._open_count()} upstream connections open"
-        elif self._closing:
-            reason = "pool closing"
-        else:
-            reason = self._rejected or "not ready"
-        self._emit(HealthChanged(serving, reason))
-
-    # -- opening and closing -------------------------------------------------------------------
-
-    def _refill(self) -> None:
-        """Start as many connects as demand, capacity and the concurrency cap allow."""
-        if self._closing or not self._started:
-            return
-        now = self._clock()
-        if now < self._next_connect_at:
-            self._schedule_retry(self._next_connect_at - now)
-            return
-        live_waiters = sum(1 for waiter in self._waiters if not waiter.done())
-        wanted = self.config.effective_min_idle + live_waiters - len(self._idle) - self._connecting
-        capacity = self.config.max_size - self._open_count() - self._connecting
-        # The cap holds whatever asked for the refill (prewarm, eviction, restart): a ramp, not a herd.
-        slots_to_connect = self.config.max_concurrent_connects - self._connecting
-        if self._rejected is not None:
-            slots_to_connect = min(slots_to_connect, 1 - self._connecting)  # one probe at a time
-        for _ in range(max(0, min(wanted, capacity, slots_to_connect))):
-            self._connecting += 1
-            task = asyncio.get_running_loop().create_task(self._open_one())
-            self._cancel_on_close.add(task)
-            task.add_done_callback(self._cancel_on_close.discard)
-
-    def _schedule_retry(self, delay_s: float) -> None:
-        if self._retry_timer is None:
-
-            def fire() -> None:
-                self._retry_timer = None
-                self._refill()
-
-            self._retry_timer = asyncio.get_running_loop().call_later(delay_s, fire)
-
-    async def _open_one(self) -> None:
-        started = self._clock()
-        try:
-            async with asyncio.timeout(self.config.connect_timeout_s):
-                conn = await self._connect()
-        except asyncio.CancelledError:
-            self._connecting -= 1
-            raise
-        except Exception as exc:
-            self._connecting -= 1
-            self._on_connect_failed(exc, fatal=self._is_fatal(exc))
-            return
-        self._connecting -= 1
-        now = self._clock()
-        self._created += 1
-        if self._rejected is None:
-            self._consecutive_failures = 0
-        self._last_connect_error = None
-        self._next_connect_at = 0.0
-        self._emit(ConnectionOpened(now - started))
-        lifetime = self.config.max_lifetime_s * (1 - self._rng.uniform(0, self.config.lifetime_jitter))
-        slot = _Slot(
-            conn,
-            created_at=now,
-            expires_at=now + lifetime,
-            idle_since=now,
-            serial=self._created,
-            checked_at=now,
-        )
-        if self._closing:
-            self._evict(slot, EVICT_SHUTDOWN)
-            return
-        self._hand_over(slot)
-        self._refill()
-
-    def _on_connect_failed(self, exc: Exception, *, fatal: bool = False) -> None:
-        if isinstance(exc, TimeoutError):
-            exc = TimeoutError(f"connect timed out after {self.config.connect_timeout_s:.3g}s")
-        self._connect_failures += 1
-        self._consecutive_failures += 1
-        self._last_connect_error = exc
-        if fatal:
-            self._reject(str(exc))
-        # Exponential backoff with "equal jitter": never zero, never synchronised. A rejection
-        # that retrying cannot fix (credentials, quota) goes straight to the slow probe.
-        ceiling = min(
-            self.config.backoff_max_s,
-            self.config.backoff_initial_s * 2 ** (self._consecutive_failures - 1),
-        )
-        if self._rejected is not None:
-            ceiling = self.config.backoff_max_s
-        backoff_s = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-        self._next_connect_at = self._clock() + backoff_s
-        self._emit(ConnectionFailed(exc, backoff_s))
-        log.warning("upstream connect failed (%s); next attempt in %.2fs", exc, backoff_s)
-        # The oldest waiter learns at once that the upstream is unreachable; the
-        # caller above may retry within its own deadline.
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                failure = ConnectFailed(f"upstream connect failed: {exc}")
-                failure.__cause__ = exc
-                waiter.set_exception(failure)
-                break
-        self._signal()
-        self._refill()
-
-    def _evict(self, slot: _Slot[C], reason: str) -> None:
-        self._evicted[reason] = self._evicted.get(reason, 0) + 1
-        self._emit(ConnectionEvicted(reason, self._clock() - slot.created_at))
-        self._spawn(self._close_quietly(slot.conn))
-        self._signal()
-
-    async def _close_quietly(self, conn: C) -> None:
-        try:
-            await self._close(conn)
-        except Exception:
-            log.debug("error closing a pooled connection", exc_info=True)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _drain_tasks(self) -> None:
-        tasks = {task for task in (self._housekeeper,) if task is not None}
-        while self._tasks or self._cancel_on_close or tasks:
-            await asyncio.gather(*self._tasks, *self._cancel_on_close, *tasks, return_exceptions=True)
-            tasks = set()
-
-    # -- notification ------------------------------------------------------------------------
-
-    def _emit(self, event: PoolEvent) -> None:
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("pool listener failed on %r", event)
-
-    def _signal(self) -> None:
-        self._update_serving()
-        self._changed.set()
-
-    async def _wait_change(self) -> None:
-        self._changed.clear()
-        await self._changed.wait()
-
-
-def log_event(event: PoolEvent) -> None:
-    """A listener that logs what an operator should see (leaks, health flips, evictions by ping)."""
-    if isinstance(event, LeaseHeldLong):
-        log.warning(
-            "a pooled connection has been lent for %.0fs: a stuck stream, or a lease never released",
-            event.held_s,
-        )
-    elif isinstance(event, HealthChanged):
-        log.log(
-            logging.INFO if event.serving else logging.WARNING,
-            "pool %s: %s",
-            "SERVING" if event.serving else "NOT_SERVING",
-            event.reason,
-        )
-    elif isinstance(event, ConnectionEvicted) and event.reason in (EVICT_PING, EVICT_REJECTED):
-        log.warning("evicted an upstream connection (%s) after %.1fs", event.reason, event.age_s)

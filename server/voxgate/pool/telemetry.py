@@ -31,8 +31,6 @@ from voxgate.pool import (
     PoolStats,
 )
 
-StatsSource = Callable[[], PoolStats]
-
 
 class PoolTelemetry:
     """A pool listener. Pass :meth:`on_event` in the pool's ``listeners``, then :meth:`observe` the pool."""
@@ -42,7 +40,7 @@ class PoolTelemetry:
         self._traces = telemetry.traces
         self._meter = telemetry.meter
         self._pool = {names.POOL_NAME: pool_name}
-        self._stats: StatsSource | None = None
+        self._stats: Callable[[], PoolStats] | None = None
         meter = telemetry.meter
         self._wait = meter.create_histogram(
             names.METRIC_POOL_WAIT, unit="ms", description="time a request waited for a pooled connection"
@@ -77,7 +75,7 @@ class PoolTelemetry:
             description="leases out longer than the leak warning (a stuck stream or a leak)",
         )
 
-    def observe(self, stats: StatsSource) -> None:
+    def observe(self, stats: Callable[[], PoolStats]) -> None:
         """Read ``stats`` for the acquire spans' snapshot and the idle/used/pending/max gauges."""
         self._stats = stats
         meter = self._meter

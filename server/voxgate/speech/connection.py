@@ -4,6 +4,7 @@ The adapter between :mod:`voxgate.speech.protocol` (which decides what to send a
 what a frame means) and the ``websockets`` library (which moves the bytes).
 Open one with :meth:`Synthesizer.connect`, run tasks with :meth:`Synthesizer.run`,
 and hand it back to the pool only if the last task reached ``FINISHED``.
+:class:`SynthesizerConnector` is how the pool opens, probes and closes them.
 """
 
 from __future__ import annotations
@@ -28,15 +29,15 @@ _ORDINARY_CLOSE_CODES = (1001, 1012, 1013)
 USER_AGENT = f"voxgate/{__version__}; python/{platform.python_version()}; platform/{platform.system()}"
 
 
-class UpstreamError(Exception):
+class SpeechConnectionError(Exception):
     """Base of the failures of an upstream connection that are not ``task-failed``."""
 
 
-class ConnectionLost(UpstreamError):
+class ConnectionLost(SpeechConnectionError):
     """The socket closed, or went silent, before the task ended."""
 
 
-class HandshakeRejected(UpstreamError):
+class HandshakeRejected(SpeechConnectionError):
     """The service refused the WebSocket upgrade (401/403: our credentials)."""
 
     def __init__(self, status: int) -> None:
@@ -56,7 +57,7 @@ class Endpoint:
     api_key: str = field(repr=False)
     connect_timeout_s: float = 5.0
     task_start_timeout_s: float = 10.0
-    """The SDK waits 10 s for task-started [SRC]."""
+    """The SDK waits 10 s for task-started (docs/protocol.md#task-started)."""
     frame_timeout_s: float = 30.0
     """Longest silence tolerated inside a task before the connection counts as lost."""
     close_timeout_s: float = 2.0
@@ -86,7 +87,7 @@ class Synthesizer:
                     **({"X-DashScope-WorkSpace": endpoint.workspace} if endpoint.workspace else {}),
                 },
                 user_agent_header=USER_AGENT,
-                compression=None,  # the SDK negotiates no extensions [OBS §1.2]
+                compression=None,  # the SDK negotiates none (docs/protocol.md#handshake-and-headers)
                 proxy=None,
                 open_timeout=endpoint.connect_timeout_s,
                 # Keepalive is the pool's (it pings idle connections and evicts on a missing
@@ -119,7 +120,7 @@ class Synthesizer:
 
         Going away (1001), restarting (1012) or try-again-later (1013) are ordinary closes,
         as is a dropped TCP connection; any other code is taken as a refusal (the service's
-        code for quota or arrears is undocumented: reference §3).
+        code for quota or arrears is undocumented: docs/protocol.md#close-codes).
         """
         received = self._ws.protocol.close_rcvd
         if received is None or received.code in _ORDINARY_CLOSE_CODES:
@@ -157,7 +158,7 @@ class Synthesizer:
             await self._send(task.run_task())
             await self._await_started(task)
             # Like the SDK's call(): all text in one continue-task, then finish-task
-            # at once, so the 23 s inter-message limit can never trip [DOC §1.10].
+            # at once, so the 23 s inter-message limit can never trip (docs/protocol.md#timing-limits).
             await self._send(task.continue_task(text))
             await self._send(task.finish_task())
             with _SilenceWatchdog(self._endpoint.frame_timeout_s) as watchdog:
@@ -197,6 +198,32 @@ class Synthesizer:
             return await self._ws.recv()
         except ConnectionClosed as exc:
             raise ConnectionLost(f"upstream connection closed mid-task: {_describe(exc)}") from None
+
+
+class SynthesizerConnector:
+    """The pool's :class:`~voxgate.pool.Connector` for synthesizers to one endpoint."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    async def connect(self) -> Synthesizer:
+        return await Synthesizer.connect(self.endpoint)
+
+    async def close(self, conn: Synthesizer) -> None:
+        await conn.close()
+
+    def is_open(self, conn: Synthesizer) -> bool:
+        return conn.is_open
+
+    async def ping(self, conn: Synthesizer) -> None:
+        await conn.ping()
+
+    def is_fatal(self, error: Exception) -> bool:
+        """Only a refused handshake for our credentials: retrying cannot fix it."""
+        return isinstance(error, HandshakeRejected) and error.is_auth_failure
+
+    def refusal(self, conn: Synthesizer) -> str | None:
+        return conn.refusal
 
 
 class _SilenceWatchdog:

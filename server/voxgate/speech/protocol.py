@@ -8,15 +8,15 @@ task on one connection::
     STARTED --finish-task--> FINISHING --task-finished--> FINISHED
     (STARTING | STARTED | FINISHING) --task-failed--> FAILED
 
-The adapter (``synthesizer.py``) asks the task for the frames to send
+The adapter (``connection.py``) asks the task for the frames to send
 (:meth:`~SynthesisTask.run_task`, :meth:`~SynthesisTask.continue_task`,
 :meth:`~SynthesisTask.finish_task`) and feeds it every frame it receives
 (:meth:`~SynthesisTask.receive_text`, :meth:`~SynthesisTask.receive_audio`). An
 illegal step raises :class:`ProtocolError`; the connection is then unusable and
 must be closed, never reused.
 
-Wire facts (exact JSON shape, key order, header names) come from
-``shared/reference/dashscope-protocol.md`` §1, recorded from dashscope 2.0.2.
+Wire facts (exact JSON shape, key order, header names) are those of
+``docs/protocol.md#cosyvoice-duplex-websocket``, recorded from dashscope 2.0.2 in ``tests/fixtures/``.
 The embedded upstream shares the constants of this module, nothing else.
 """
 
@@ -57,15 +57,15 @@ SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 OPUS_SAMPLE_RATES = (8000, 16000, 24000, 48000)
 
 MAX_TEXT_CHARS_PER_CONTINUE = 20_000
-"""Weighted characters allowed in one continue-task [DOC]."""
+"""Weighted characters allowed in one continue-task (docs/protocol.md#text-limits)."""
 MAX_TEXT_CHARS_PER_TASK = 200_000
-"""Weighted characters allowed in one task [DOC]."""
+"""Weighted characters allowed in one task (docs/protocol.md#text-limits)."""
 TEXT_GAP_LIMIT_S = 23.0
-"""The service fails a task when no client frame arrives for 23 s [DOC]."""
+"""The service fails a task when no client frame arrives for 23 s (docs/protocol.md#timing-limits)."""
 IDLE_CONNECTION_LIMIT_S = 60.0
-"""The service closes a connection idle for 60 s after a task [DOC]."""
+"""The service closes a connection idle for 60 s after a task (docs/protocol.md#timing-limits)."""
 
-# Error strings of the service [DOC error-code page]; the upstream emulator uses
+# Error strings of the service (docs/protocol.md#error-strings); the embedded upstream uses
 # them verbatim so clients can be tested against the real messages.
 ERROR_INVALID_ACTION_RUN_TASK = "Invalid action('run-task')! Please follow the protocol!"
 ERROR_TEXT_GAP_TIMEOUT = "request timeout after 23 seconds."
@@ -124,7 +124,7 @@ class SynthesisParams:
     enable_markdown_filter: bool = False
 
     def wire_parameters(self) -> dict[str, Any]:
-        """``payload.parameters`` in the SDK's key order (reference §1.4)."""
+        """``payload.parameters`` in the SDK's key order (docs/protocol.md#run-task)."""
         params: dict[str, Any] = {
             "voice": self.voice,
             "volume": self.volume,
@@ -159,7 +159,8 @@ class ProtocolError(Exception):
 
 
 class TaskFailure(Exception):
-    """The service answered ``task-failed``; it closes the connection afterwards [DOC]."""
+    """The service answered ``task-failed``; it closes the connection afterwards
+    (docs/protocol.md#task-failed)."""
 
     def __init__(self, task_id: str, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -278,8 +279,8 @@ class SynthesisTask:
         except (ValueError, KeyError, TypeError) as exc:
             raise self._fail_protocol(f"malformed event frame: {frame[:200]!r}") from exc
         event_task_id = header.get("task_id")
-        # The SDK never checks this [SRC]; a late event of an earlier task on a reused
-        # socket would otherwise be taken for ours.
+        # The SDK never checks this (docs/protocol.md#connection-reuse); a late event of an
+        # earlier task on a reused socket would otherwise be taken for ours.
         if event_task_id is not None and event_task_id != self.task_id:
             raise self._fail_protocol(f"event {event!r} for task {event_task_id}, expected {self.task_id}")
         payload = message.get("payload") or {}
@@ -333,7 +334,8 @@ class SynthesisTask:
         )
 
     def _note_usage(self, payload: Mapping[str, Any]) -> None:
-        # "usage may appear in result-generated or task-finished; take the last one" [DOC]
+        # usage may come in result-generated or task-finished; the last one counts
+        # (docs/protocol.md#result-generated)
         usage = payload.get("usage") or {}
         characters = usage.get("characters")
         if isinstance(characters, int):

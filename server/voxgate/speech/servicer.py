@@ -1,12 +1,12 @@
 """The SpeechService servicer: validate, borrow, stream, summarise, map errors.
 
 No socket code lives here; the pool lends :class:`~voxgate.speech.connection.Synthesizer`
-connections and :mod:`voxgate.rpc.errors` decides every status code.
+connections, :mod:`voxgate.speech.errors` decides every status code and
+:mod:`voxgate.rpc.retry` every retry.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -16,9 +16,10 @@ from typing import NoReturn
 import grpc
 
 from voxgate.pool import Lease, Pool
-from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, Failure, classify
-from voxgate.rpc.retry import RetryPolicy
+from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, Failure
+from voxgate.rpc.retry import GaveUp, RetryPolicy, deadline_of, run_with_retries
 from voxgate.speech.connection import Synthesizer
+from voxgate.speech.errors import classify_speech
 from voxgate.speech.protocol import SynthesisParams, SynthesisTask
 from voxgate.speech.telemetry import SpeechTelemetry
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
@@ -31,10 +32,6 @@ Context = grpc.aio.ServicerContext[speech_pb2.SynthesizeRequest, speech_pb2.Synt
 RETRY_BACKOFF_INITIAL_S = 0.05
 """Shorter than generation's: a fresh pooled connection is usually one borrow away."""
 RETRY_BACKOFF_MAX_S = 1.0
-RETRY_HEADROOM_S = 0.25
-"""A retry must leave this much of the caller's deadline after its backoff for the attempt
-itself (borrow, run-task round trip); otherwise the caller gets the real reason now instead
-of DEADLINE_EXCEEDED later."""
 
 
 @dataclass(slots=True)
@@ -92,27 +89,20 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
-        while True:
-            progress.attempts += 1
-            try:
-                summary = await self._attempt(params, request.text, context, progress)
-            except (asyncio.CancelledError, grpc.aio.AbortError):
-                raise
-            except Exception as exc:
-                failure = classify(exc)
-                delay_s = self._retry_delay(failure, progress, context)
-                if delay_s is None:
-                    self._done(params, progress)
-                    await self._fail(context, failure, progress)
-                self._telemetry.retry(progress.attempts, failure.message, delay_s)
-                log.info(
-                    "attempt %d failed before any audio (%s); retrying", progress.attempts, failure.message
-                )
-                await asyncio.sleep(delay_s)
-                continue
+        try:
+            summary = await run_with_retries(
+                lambda attempt: self._attempt(params, request.text, context, progress, attempt),
+                policy=self._retry,
+                classify=classify_speech,
+                sent_anything=lambda: progress.audio_bytes > 0,
+                output="audio",
+                deadline=deadline_of(context),
+            )
+        except GaveUp as gave_up:
             self._done(params, progress)
-            await context.write(speech_pb2.SynthesizeResponse(summary=summary))
-            return
+            await self._fail(context, gave_up.failure, progress)
+        self._done(params, progress)
+        await context.write(speech_pb2.SynthesizeResponse(summary=summary))
 
     async def _attempt(
         self,
@@ -120,7 +110,9 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         text: str,
         context: Context,
         progress: _Progress,
+        attempt: int,
     ) -> speech_pb2.SynthesisSummary:
+        progress.attempts = attempt
         async with self._pool.lease(self._acquire_timeout(context)) as lease:
             task = SynthesisTask(params)
             task_started = time.perf_counter()
@@ -157,21 +149,6 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         if remaining is None:
             return None
         return min(remaining, self._pool.config.acquire_timeout_s)
-
-    def _retry_delay(
-        self,
-        failure: Failure,
-        progress: _Progress,
-        context: Context,
-    ) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up now."""
-        remaining_s = _time_remaining(context)
-        return self._retry.delay(
-            attempts_made=progress.attempts,
-            retryable=failure.retryable,
-            sent_anything=progress.audio_bytes > 0,
-            remaining_s=None if remaining_s is None else remaining_s - RETRY_HEADROOM_S,
-        )
 
     async def _fail(
         self,

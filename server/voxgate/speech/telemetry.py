@@ -1,8 +1,8 @@
-"""Spans and metrics of Synthesize: the upstream task span, retries, the RPC's outcome.
+"""Spans and metrics of Synthesize: the upstream task span, the RPC's outcome.
 
 The servicer makes a few calls (:meth:`SpeechTelemetry.task` around each upstream
-task, :meth:`SpeechTelemetry.retry` before another attempt, :meth:`SpeechTelemetry.done`
-at the end); the RPC's server span is the current span throughout (see
+task, :meth:`SpeechTelemetry.done` at the end; retries are recorded by
+:mod:`voxgate.rpc.retry`); the RPC's server span is the current span throughout (see
 :mod:`voxgate.rpc.interceptor`), and the pool's acquire spans come from
 :mod:`voxgate.pool.telemetry`. With tracing off every call returns at once.
 """
@@ -14,7 +14,6 @@ from types import TracebackType
 from opentelemetry import trace
 
 from voxgate.observability import telemetry as names
-from voxgate.observability.events import record_retry
 from voxgate.observability.telemetry import Telemetry
 from voxgate.speech.protocol import SynthesisTask
 
@@ -104,10 +103,6 @@ class SpeechTelemetry:
 
     def task(self, task: SynthesisTask, attempt: int) -> TaskSpan:
         return TaskSpan(self._tracer, task, attempt)
-
-    def retry(self, failed_attempt: int, reason: str, delay_s: float) -> None:
-        """Another attempt follows in ``delay_s`` because attempt ``failed_attempt`` failed."""
-        record_retry(failed_attempt, reason, delay_s)
 
     def done(self, *, model: str, attempts: int, audio_bytes: int, first_packet_ms: float | None) -> None:
         """The RPC ends (well or not) after ``attempts`` with ``audio_bytes`` delivered."""

@@ -1,6 +1,6 @@
 """Checks a SynthesizeRequest and resolves its defaults, before any upstream work.
 
-Limits are the service's documented ones (reference §1.4 and §1.10), so a request
+Limits are the service's documented ones (docs/protocol.md#run-task, #text-limits), so a request
 we accept is one DashScope would accept too, and a bad one fails fast with a
 message naming the field instead of costing an upstream round trip.
 """
