@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from voxgate import settings as declared
-from voxgate.generation.multimodal import DEFAULT_MULTIMODAL_PREFIXES
+from voxgate.generation.multimodal import DEFAULT_MULTIMODAL_PREFIXES, parse_prefixes
 from voxgate.generation.session import HttpConfig
 from voxgate.pool import OVERFLOW_POLICIES, PoolConfig
 from voxgate.settings import (
@@ -84,13 +84,6 @@ def _http_url(text: str) -> str:
     if not text.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
     return text.rstrip("/")
-
-
-def _prefix_list(text: str) -> tuple[str, ...]:
-    prefixes = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not prefixes:
-        raise ValueError("must name at least one model prefix, comma-separated")
-    return prefixes
 
 
 def _upper(text: str) -> str:
@@ -415,7 +408,7 @@ class Settings:
     )
     multimodal_model_prefixes: tuple[str, ...] = setting(
         DEFAULT_MULTIMODAL_PREFIXES,
-        _prefix_list,
+        parse_prefixes,
         "model name prefixes sent to the multimodal endpoint, comma-separated; a request with an image"
         " goes there whatever its model",
         env="VOXGATE_MULTIMODAL_MODEL_PREFIXES",

@@ -52,6 +52,14 @@ _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
 )
 
 
+def parse_prefixes(text: str) -> tuple[str, ...]:
+    """``VOXGATE_MULTIMODAL_MODEL_PREFIXES``: comma-separated, blanks ignored, at least one."""
+    prefixes = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not prefixes:
+        raise ValueError("must name at least one model prefix, comma-separated")
+    return prefixes
+
+
 def is_multimodal(model: str, prefixes: Iterable[str]) -> bool:
     return any(model.startswith(prefix) for prefix in prefixes if prefix)
 
