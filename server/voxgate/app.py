@@ -88,17 +88,26 @@ class App:
     async def start(self) -> None:
         settings = self.settings
         endpoint, http_url = await self._endpoint()
-        generation_telemetry = GenerationTelemetry(self.telemetry, upstream_url=http_url)
+        generation_telemetry = GenerationTelemetry(
+            self.telemetry, upstream_url=http_url, content_max_chars=settings.trace_content_max_chars
+        )
         # One session for the whole process (never one per request); closed in stop().
         self._http = open_session(
             settings.http_config(),
             [generation_telemetry.trace_config()] if self.telemetry.enabled else [],
         )
         self._generation = GenerationService(
-            GenerationClient(self._http, base_url=http_url, api_key=endpoint.api_key),
+            GenerationClient(
+                self._http,
+                base_url=http_url,
+                api_key=endpoint.api_key,
+                workspace=settings.workspace or "",
+                retry_sent_timeouts=settings.http_retry_sent_timeouts,
+            ),
             default_model=settings.generation_model,
             retry=RetryPolicy(max_attempts=settings.max_attempts),
             telemetry=generation_telemetry,
+            multimodal_prefixes=settings.multimodal_model_prefixes,
         )
         # Pool facts reach telemetry and the stats service through the pool's listeners.
         peak = PeakInUse()
@@ -201,6 +210,7 @@ class App:
             connect_timeout_s=settings.connect_timeout_s,
             task_start_timeout_s=settings.task_start_timeout_s,
             frame_timeout_s=settings.frame_timeout_s,
+            workspace=settings.workspace or "",
         )
         return endpoint, http_url
 

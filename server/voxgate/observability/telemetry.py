@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 PROTOCOL_GRPC: Final = "grpc"
 PROTOCOL_HTTP: Final = "http/protobuf"
 _ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+CAPTURE_MESSAGE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+"""The GenAI conventions' opt-in for prompt and answer content in spans (off by default)."""
 _PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
 
 
@@ -56,6 +58,9 @@ class Telemetry:
     """Spans are recorded and exported."""
     metrics: bool = False
     """Metrics are collected and exported."""
+    capture_message_content: bool = False
+    """``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``: prompts and answers go into
+    the ``chat`` spans (see :mod:`voxgate.generation.content`)."""
     _shutdowns: tuple[Callable[[], object], ...] = field(default=(), repr=False)
 
     @property
@@ -133,6 +138,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Telemetry:
         tracer=tracer,
         meter=meter,
         traces=want_traces,
+        capture_message_content=env.get(CAPTURE_MESSAGE_CONTENT, "").strip().lower() == "true",
         metrics=want_metrics,
         _shutdowns=tuple(shutdowns),
     )

@@ -6,12 +6,14 @@ Each test runs once per client (the ``cli`` fixture); the clients are real proce
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from audio_checks import pcm_rms, read_wav
@@ -116,3 +118,38 @@ async def test_java_library_example_runs_against_voxgate(served: str, tmp_path: 
         "iterator first piece: Hello",
         "error: INVALID_ARGUMENT: text: must not be empty",
     ]
+
+
+# The Java CLI has no --image/--think/--tool yet (issue 16 landed after it): Go and Node only.
+@pytest.mark.parametrize("cli", ["go", "node"], indirect=True)
+async def test_generate_sends_images_prints_reasoning_and_tool_calls(
+    cli: Cli, served: str, tmp_path: Path
+) -> None:
+    image = tmp_path / "dot.png"
+    image.write_bytes(
+        base64.b64decode(  # a 1x1 PNG
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+        )
+    )
+    looked = await cli.run(
+        "generate", "What?", "--model", "local-echo-vl", "--image", str(image), "--image", "https://x/a.png",
+        "--server", served,
+    )  # fmt: skip
+    assert looked.returncode == 0, looked.stderr
+    assert looked.stdout.splitlines()[0] == "Hello! You said: What? I see 2 images: 1x1 PNG; https://x/a.png"
+    for streamed in ((), ("--no-stream",)):
+        thought = await cli.run("generate", "Who are you?", "--think", *streamed, "--server", served)
+        assert thought.returncode == 0, thought.stderr
+        assert thought.stdout.splitlines()[:2] == [
+            "thinking: The user said: Who are you?. I will say it back.",  # stdout is no terminal: not dimmed
+            "Hello! You said: Who are you?",
+        ]
+        assert "(15 reasoning)" in thought.stdout
+        called = await cli.run(
+            "generate", "Use get_weather", "--tool", "get_weather", *streamed, "--server", served
+        )
+        assert called.returncode == 0, called.stderr
+        assert called.stdout.splitlines()[1].startswith("tool call: get_weather({}) id call_")
+        assert "finish tool_calls" in called.stdout
+    missing = await cli.run("generate", "Hi", "--image", str(tmp_path / "nope.png"), "--server", served)
+    assert missing.returncode == 2 and "--image" in missing.stderr
