@@ -73,6 +73,8 @@ class Synthesizer:
         self._endpoint = endpoint
         self._busy = False
         self._broken = False
+        self.unresponsive = False
+        """It went silent before a task started and then missed a pong: the peer is gone."""
 
     @classmethod
     async def connect(cls, endpoint: Endpoint) -> Synthesizer:
@@ -216,6 +218,9 @@ class SynthesizerConnector:
     def is_fatal(self, error: Exception) -> bool:
         """Only a refused handshake for our credentials: retrying cannot fix it."""
         return isinstance(error, HandshakeRejected) and error.is_auth_failure
+
+    def unresponsive(self, conn: Synthesizer) -> bool:
+        return conn.unresponsive
 
     def refusal(self, conn: Synthesizer) -> str | None:
         return conn.refusal
