@@ -193,6 +193,7 @@ class App:
             connect_timeout_s=settings.connect_timeout_s,
             task_start_timeout_s=settings.task_start_timeout_s,
             frame_timeout_s=settings.frame_timeout_s,
+            round_trip_floor_s=settings.round_trip_floor_s,
         )
         return endpoint, http_url
 
