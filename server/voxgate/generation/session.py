@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from voxgate import tcp
+
 
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
@@ -60,6 +62,7 @@ def open_session(
         limit_per_host=config.limit_per_host,
         keepalive_timeout=config.keepalive_s,
         ttl_dns_cache=config.dns_cache_s,
+        socket_factory=tcp.socket_factory,  # keepalive + TCP_USER_TIMEOUT (voxgate.tcp)
     )
     # trust_env off: a proxy from the environment must not silently reroute the API key.
     return aiohttp.ClientSession(

@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
-from voxgate import __version__
+from voxgate import __version__, tcp
 from voxgate.speech.protocol import ProtocolError, SynthesisTask, TaskFinished, TaskStarted, TaskState
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class Synthesizer:
             )
         except InvalidStatus as exc:
             raise HandshakeRejected(exc.response.status_code) from None
+        tcp.tune(ws.transport.get_extra_info("socket"))  # keepalive + TCP_USER_TIMEOUT
         return cls(ws, endpoint, handshake_s=asyncio.get_running_loop().time() - started)
 
     @property
