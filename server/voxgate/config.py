@@ -174,7 +174,8 @@ class Settings:
     pool_acquire_timeout_s: float = setting(
         _POOL["acquire_timeout_s"],
         number,
-        "longest wait for a free connection before RESOURCE_EXHAUSTED",
+        "longest wait for a free connection before RESOURCE_EXHAUSTED (UNAVAILABLE when not every"
+        " connection was lent: the upstream, not capacity)",
         check=above(0),
         env="VOXGATE_POOL_ACQUIRE_TIMEOUT_S",
         metavar=SECONDS,
