@@ -407,13 +407,17 @@ class Pool(PoolBase[C]):
         if self._open_count() or self._closing:
             return
         error = Unresponsive(f"{what}; no usable upstream connection left")
-        self._on_connect_failed(error)  # counts once, like a batch of failed connects
+        # One failure for the breaker, like a batch of failed connects: callers now drive the
+        # reconnect (Pool.acquire) instead of waiting on connects that may never answer.
+        backoff_s = self._breaker.connect_failed(error, fatal=False)
+        log.warning("upstream unresponsive (%s); next connect in %.2fs", error, backoff_s)
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 failure = NotConnected(f"upstream unreachable: {error}")
                 failure.__cause__ = error
                 waiter.set_exception(failure)
+        self._signal()
 
     async def _check(self, slot: Slot[C], timeout_s: float) -> None:
         """Ping an idle connection taken out of the idle queue; put it back or evict it."""
