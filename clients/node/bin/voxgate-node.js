@@ -4,12 +4,14 @@
  * voxgate-node synth TEXT [-o out.wav] [--format wav|pcm|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
  *                        [--rate R] [--pitch P] [--volume N] [--timeout SECONDS (default 60)]
  * voxgate-node generate PROMPT [--stream] [--system TEXT] [--model M] [--max-tokens N] [--json]
+ *                        [--image FILE_OR_URL]... [--think] [--tool NAME[=JSON_SCHEMA]]... [--tool-choice C]
  *                        [--timeout SECONDS (default 120)]
  * Both take --server HOST:PORT (default 127.0.0.1:50051). The commands, flags, output and exit
  * status are those of `voxgate synth` / `voxgate generate` (plus --json): 0 done, 1 the call
  * failed (the gRPC status is printed), 2 bad usage.
  */
 
+const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { VoxgateClient, describeError } = require('../lib/voxgate');
@@ -24,11 +26,12 @@ const COMMON = {
 };
 const USAGES = {
   synth:
-    `usage: ${PROG} synth TEXT [-o OUTPUT] [--server SERVER] [--format {mp3,opus,pcm,wav}] [--sample-rate HZ]` +
-    ' [--voice VOICE] [--model MODEL] [--rate RATE] [--pitch PITCH] [--volume VOLUME] [--timeout SECONDS]',
+    `usage: ${PROG} synth TEXT [-o FILE] [--server HOST:PORT] [--format {mp3,opus,pcm,wav}] [--sample-rate HZ]` +
+    ' [--voice VOICE] [--model MODEL] [--rate FACTOR] [--pitch FACTOR] [--volume N] [--timeout SECONDS]',
   generate:
-    `usage: ${PROG} generate PROMPT [--stream] [--model MODEL] [--system SYSTEM] [--max-tokens N]` +
-    ' [--server SERVER] [--timeout SECONDS] [--json]',
+    `usage: ${PROG} generate PROMPT [--stream] [--model MODEL] [--system TEXT] [--max-tokens N]` +
+    ' [--image FILE_OR_URL] [--think] [--tool NAME[=JSON_SCHEMA]] [--tool-choice CHOICE]' +
+    ' [--server HOST:PORT] [--timeout SECONDS] [--json]',
 };
 const USAGE = `${USAGES.synth}\n${USAGES.generate.replace('usage:', '      ')}`;
 
@@ -127,15 +130,31 @@ async function generate(argv, out) {
       'max-tokens': { type: 'string' },
       stream: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      image: { type: 'string', multiple: true, default: [] },
+      think: { type: 'boolean', default: false },
+      tool: { type: 'string', multiple: true, default: [] },
+      'tool-choice': { type: 'string', default: '' },
     },
     { what: 'prompt', timeoutS: 120 },
   );
   if (parsed.help) return out(USAGES.generate);
   const { values, text, timeoutMs } = parsed;
   const messages = values.system ? [{ role: 'system', content: values.system }] : [];
-  messages.push({ role: 'user', content: text });
   const maxTokens = numberOption(values, 'max-tokens', 'int');
-  const request = { model: values.model, messages, sampling: maxTokens === undefined ? {} : { maxTokens } };
+  try {
+    messages.push(userMessage(text, values.image));
+  } catch (error) {
+    if (!(error instanceof ImageError)) throw error;
+    console.error(`${PROG} generate: --image: ${error.message}`);
+    return 2;
+  }
+  const sampling = maxTokens === undefined ? {} : { maxTokens };
+  if (values.think) sampling.enableThinking = true;
+  const tools = values.tool.map((spec) => {
+    const [name, ...schema] = spec.split('='); // the schema may hold '=' itself
+    return { name, parameters: schema.join('=') };
+  });
+  const request = { model: values.model, messages, sampling, tools, toolChoice: values['tool-choice'] };
   const client = new VoxgateClient(values.target ?? values.server);
   try {
     const started = performance.now();
@@ -145,27 +164,53 @@ async function generate(argv, out) {
         out(JSON.stringify(response));
       } else {
         const answerMs = (performance.now() - started).toFixed(1);
-        out(`${response.text}\n${finishLine(response)}\nanswer in ${answerMs} ms (client); ${origin(response)}`);
+        if (response.reasoning) out(THINKING_START + response.reasoning + THINKING_END);
+        out(
+          `${response.text}${toolCallLines(response)}\n${finishLine(response)}\n` +
+            `answer in ${answerMs} ms (client); ${origin(response)}`,
+        );
       }
       return 0;
     }
     let last = null;
     let firstTokenMs = null;
+    let thinking = false; // reasoning printed, its line not ended yet
     try {
       for await (const response of client.generateStream(request, { timeoutMs })) {
-        if (firstTokenMs === null && response.delta) firstTokenMs = performance.now() - started;
-        // Each piece goes out the moment it arrives: one JSON line per message with --json.
-        process.stdout.write(values.json ? `${JSON.stringify(response)}\n` : response.delta);
         last = response;
+        if (firstTokenMs === null && (response.delta || response.reasoningDelta)) {
+          firstTokenMs = performance.now() - started;
+        }
+        // Each piece goes out the moment it arrives: one JSON line per message with --json.
+        if (values.json) {
+          process.stdout.write(`${JSON.stringify(response)}\n`);
+          continue;
+        }
+        if (response.reasoningDelta) {
+          if (!thinking) process.stdout.write(THINKING_START);
+          thinking = true;
+          process.stdout.write(response.reasoningDelta);
+        }
+        if (response.delta) {
+          if (thinking) process.stdout.write(`${THINKING_END}\n`);
+          thinking = false;
+          process.stdout.write(response.delta);
+        }
       }
     } catch (error) {
-      if (!values.json && firstTokenMs !== null) process.stdout.write('\n'); // end the half-printed answer
+      // End the half-printed answer on stdout; the error is stderr's first line.
+      if (!values.json && firstTokenMs !== null) process.stdout.write(`${thinking ? THINKING_END : ''}\n`);
       throw error;
     }
     if (!values.json) {
+      if (thinking) process.stdout.write(THINKING_END);
+      const firstAnswer = last.timeToFirstAnswerTokenMs;
+      const answer = [0, last.timeToFirstTokenMs].includes(firstAnswer)
+        ? ''
+        : `, first answer token ${firstAnswer} ms in voxgate`;
       out(
-        `\n${finishLine(last)}\nfirst token ${(firstTokenMs ?? 0).toFixed(1)} ms (client), ` +
-          `${last.timeToFirstTokenMs} ms in voxgate; ${origin(last)}`,
+        `${toolCallLines(last)}\n${finishLine(last)}\nfirst token ${(firstTokenMs ?? 0).toFixed(1)} ms (client), ` +
+          `${last.timeToFirstTokenMs} ms in voxgate${answer}; ${origin(last)}`,
       );
     }
     return 0;
@@ -174,9 +219,57 @@ async function generate(argv, out) {
   }
 }
 
+// Reasoning is prefixed (and dimmed on a terminal), so it never reads as the answer.
+const DIM = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+const THINKING_START = `${DIM ? '\x1b[2m' : ''}thinking: `;
+const THINKING_END = DIM ? '\x1b[0m' : '';
+
+/** The prompt, after its images: files are read and sent inline, URLs as they are. */
+function userMessage(text, images) {
+  if (images.length === 0) return { role: 'user', content: text };
+  const parts = images.map((image) =>
+    /^(https?:\/\/|oss:\/\/|data:)/.test(image) ? { imageUrl: image } : { image: readImage(image) },
+  );
+  parts.push({ text });
+  return { role: 'user', parts };
+}
+
+/** Bad --image: exit status 2, the reason alone (as `voxgate generate` prints it, no usage). */
+class ImageError extends Error {}
+
+function readImage(file) {
+  try {
+    return fs.readFileSync(file);
+  } catch (error) {
+    throw new ImageError(describeFileError(error, file));
+  }
+}
+
+/** Python's (the C library's) words for the errors reading a file may meet; libuv words some differently. */
+const OS_ERRORS = {
+  ENOENT: [2, 'No such file or directory'],
+  EACCES: [13, 'Permission denied'],
+  EISDIR: [21, 'Is a directory'],
+};
+
+/** A failed read as Python's OSError prints it: "[Errno 2] No such file or directory: 'a.png'". */
+function describeFileError(error, file) {
+  if (!(error.code in OS_ERRORS)) return error.message;
+  const [errno, reason] = OS_ERRORS[error.code];
+  return `[Errno ${errno}] ${reason}: ${pythonRepr(file)}`;
+}
+
+function toolCallLines(response) {
+  return response.toolCalls.map((call) => `\ntool call: ${call.name}(${call.arguments}) id ${call.id}`).join('');
+}
+
 function finishLine(response) {
   const u = response.usage;
-  return `finish ${response.finishReason}; usage ${u.inputTokens} in + ${u.outputTokens} out = ${u.totalTokens} tokens`;
+  const reasoning = u.reasoningTokens ? ` (${u.reasoningTokens} reasoning)` : '';
+  return (
+    `finish ${response.finishReason}; ` +
+    `usage ${u.inputTokens} in + ${u.outputTokens}${reasoning} out = ${u.totalTokens} tokens`
+  );
 }
 
 function origin(response) {

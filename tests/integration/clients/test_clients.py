@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from audio_checks import pcm_rms, read_wav
@@ -120,8 +119,6 @@ async def test_java_library_example_runs_against_voxgate(served: str, tmp_path: 
     ]
 
 
-# The Java CLI has no --image/--think/--tool yet (issue 16 landed after it): Go and Node only.
-@pytest.mark.parametrize("cli", ["go", "node"], indirect=True)
 async def test_generate_sends_images_prints_reasoning_and_tool_calls(
     cli: Cli, served: str, tmp_path: Path
 ) -> None:
@@ -137,7 +134,7 @@ async def test_generate_sends_images_prints_reasoning_and_tool_calls(
     )  # fmt: skip
     assert looked.returncode == 0, looked.stderr
     assert looked.stdout.splitlines()[0] == "Hello! You said: What? I see 2 images: 1x1 PNG; https://x/a.png"
-    for streamed in ((), ("--no-stream",)):
+    for streamed in ((), ("--stream",)):
         thought = await cli.run("generate", "Who are you?", "--think", *streamed, "--server", served)
         assert thought.returncode == 0, thought.stderr
         assert thought.stdout.splitlines()[:2] == [

@@ -7,6 +7,7 @@ of stderr or the files it leaves behind, fails here. Python's ``voxgate`` is the
 
 from __future__ import annotations
 
+import base64
 import re
 import tomllib
 from pathlib import Path
@@ -24,6 +25,7 @@ KNOWN_KEYS = {
     "args",
     "server",
     "faults",
+    "given",
     "exit",
     "stdout",
     "stderr",
@@ -59,6 +61,8 @@ async def test_client_follows_the_table(
     values = {"prog": cli.program, "dir": str(tmp_path)}
     server = faulty.unreachable if case.get("server") == "unreachable" else faulty.address
     args = [expand(arg, values) for arg in case["args"]]
+    for name, content in case.get("given", {}).items():
+        (tmp_path / name).write_bytes(base64.b64decode(content))
     if "faults" in case:
         await faulty.set_faults({"times": 1, **case["faults"]})
     try:

@@ -3,6 +3,7 @@
 //	voxgate-go synth TEXT [-o out.wav] [--format wav|pcm|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
 //	                      [--rate R] [--pitch P] [--volume N] [--timeout SECONDS (default 60)]
 //	voxgate-go generate PROMPT [--stream] [--system TEXT] [--model M] [--max-tokens N] [--json]
+//	                      [--image FILE_OR_URL]... [--think] [--tool NAME[=JSON_SCHEMA]]... [--tool-choice C]
 //	                      [--timeout SECONDS (default 120)]
 //
 // Both take --server HOST:PORT (default 127.0.0.1:50051). The commands, flags, output and exit
@@ -16,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,11 +36,12 @@ import (
 const prog = "voxgate-go"
 
 var usages = map[string]string{
-	"synth": "usage: " + prog + " synth TEXT [-o OUTPUT] [--server SERVER] [--format {mp3,opus,pcm,wav}]" +
-		" [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--rate RATE] [--pitch PITCH] [--volume VOLUME]" +
+	"synth": "usage: " + prog + " synth TEXT [-o FILE] [--server HOST:PORT] [--format {mp3,opus,pcm,wav}]" +
+		" [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--rate FACTOR] [--pitch FACTOR] [--volume N]" +
 		" [--timeout SECONDS]",
-	"generate": "usage: " + prog + " generate PROMPT [--stream] [--model MODEL] [--system SYSTEM] [--max-tokens N]" +
-		" [--server SERVER] [--timeout SECONDS] [--json]",
+	"generate": "usage: " + prog + " generate PROMPT [--stream] [--model MODEL] [--system TEXT] [--max-tokens N]" +
+		" [--image FILE_OR_URL] [--think] [--tool NAME[=JSON_SCHEMA]] [--tool-choice CHOICE]" +
+		" [--server HOST:PORT] [--timeout SECONDS] [--json]",
 }
 
 var usage = usages["synth"] + "\n" + strings.Replace(usages["generate"], "usage:", "      ", 1)
@@ -217,6 +220,11 @@ func generate(args []string) error {
 	maxTokens := newOptional(flags, "max-tokens", "int", "most tokens to generate (default: the model's)")
 	stream := flags.Bool("stream", false, "call GenerateStream and print the answer as it is generated")
 	jsonLines := flags.Bool("json", false, "print each message as one line of JSON")
+	var images, toolSpecs repeated
+	flags.Var(&images, "image", "an image to send with the prompt: a file (sent inline) or an http(s)/oss/data URL; repeatable")
+	think := flags.Bool("think", false, "thinking mode: print the model's reasoning (prefixed) first")
+	flags.Var(&toolSpecs, "tool", "a function the model may call (its parameters as a JSON Schema); repeatable")
+	toolChoice := flags.String("tool-choice", "", "auto, none, or a tool's name")
 	prompt, err := parse(flags, args, "prompt")
 	if err != nil {
 		return err
@@ -225,11 +233,25 @@ func generate(args []string) error {
 	if *system != "" {
 		messages = append(messages, &generationv1.Message{Role: "system", Content: *system})
 	}
-	messages = append(messages, &generationv1.Message{Role: "user", Content: prompt})
+	user, err := userMessage(prompt, images)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s generate: --image: %s\n", prog, describeFileError(err))
+		os.Exit(2)
+	}
+	messages = append(messages, user)
 	sampling := &generationv1.Sampling{}
 	if maxTokens.set { // 0 too: the server says what is wrong with it
 		tokens := uint32(maxTokens.value)
 		sampling.MaxTokens = &tokens
+	}
+	if *think {
+		enabled := true
+		sampling.EnableThinking = &enabled
+	}
+	var tools []*generationv1.Tool
+	for _, spec := range toolSpecs {
+		name, schema, _ := strings.Cut(spec, "=")
+		tools = append(tools, &generationv1.Tool{Name: name, Parameters: schema})
 	}
 	c, err := client.Dial(opts.server)
 	if err != nil {
@@ -240,43 +262,137 @@ func generate(args []string) error {
 	defer cancel()
 	started := time.Now()
 	if !*stream {
-		response, err := c.Generate(ctx, &generationv1.GenerateRequest{Model: opts.model, Messages: messages, Sampling: sampling})
+		response, err := c.Generate(ctx, &generationv1.GenerateRequest{
+			Model: opts.model, Messages: messages, Sampling: sampling, Tools: tools, ToolChoice: *toolChoice,
+		})
 		if err != nil {
 			return err
 		}
 		if *jsonLines {
 			return printJSON(response)
 		}
-		fmt.Printf("%s\n%s\nanswer in %.1f ms (client); %s\n", response.Text,
+		if response.Reasoning != "" {
+			fmt.Println(thinkingStart + response.Reasoning + thinkingEnd)
+		}
+		fmt.Printf("%s%s\n%s\nanswer in %.1f ms (client); %s\n", response.Text, toolCallLines(response.ToolCalls),
 			finishLine(response.FinishReason, response.Usage), milliseconds(time.Since(started)),
 			origin(response.Model, response.RequestId, response.Attempts))
 		return nil
 	}
 	var firstToken time.Duration
-	request := &generationv1.GenerateStreamRequest{Model: opts.model, Messages: messages, Sampling: sampling}
+	thinking := false // reasoning printed, its line not ended yet
+	request := &generationv1.GenerateStreamRequest{
+		Model: opts.model, Messages: messages, Sampling: sampling, Tools: tools, ToolChoice: *toolChoice,
+	}
 	last, err := c.GenerateStream(ctx, request, func(response *generationv1.GenerateStreamResponse) error {
-		if firstToken == 0 && response.Delta != "" {
+		if firstToken == 0 && (response.Delta != "" || response.ReasoningDelta != "") {
 			firstToken = time.Since(started)
 		}
 		// Each piece goes out the moment it arrives (stdout is unbuffered): one JSON line per message with --json.
 		if *jsonLines {
 			return printJSON(response)
 		}
-		_, err := fmt.Print(response.Delta)
-		return err
+		if response.ReasoningDelta != "" {
+			if !thinking {
+				fmt.Print(thinkingStart)
+			}
+			thinking = true
+			fmt.Print(response.ReasoningDelta)
+		}
+		if response.Delta != "" {
+			if thinking {
+				fmt.Println(thinkingEnd)
+			}
+			thinking = false
+			fmt.Print(response.Delta)
+		}
+		return nil
 	})
 	if err != nil {
 		if !*jsonLines && firstToken != 0 {
-			fmt.Println() // end the half-printed answer on stdout; the error is stderr's first line
+			end := ""
+			if thinking {
+				end = thinkingEnd
+			}
+			fmt.Println(end) // end the half-printed answer on stdout; the error is stderr's first line
 		}
 		return err
 	}
 	if !*jsonLines {
-		fmt.Printf("\n%s\nfirst token %.1f ms (client), %d ms in voxgate; %s\n",
-			finishLine(last.FinishReason, last.Usage), milliseconds(firstToken), last.TimeToFirstTokenMs,
+		if thinking {
+			fmt.Print(thinkingEnd)
+		}
+		answer := ""
+		if first := last.TimeToFirstAnswerTokenMs; first != 0 && first != last.TimeToFirstTokenMs {
+			answer = fmt.Sprintf(", first answer token %d ms in voxgate", first)
+		}
+		fmt.Printf("%s\n%s\nfirst token %.1f ms (client), %d ms in voxgate%s; %s\n", toolCallLines(last.ToolCalls),
+			finishLine(last.FinishReason, last.Usage), milliseconds(firstToken), last.TimeToFirstTokenMs, answer,
 			origin(last.Model, last.RequestId, last.Attempts))
 	}
 	return nil
+}
+
+// repeated collects a flag given more than once.
+type repeated []string
+
+func (r *repeated) String() string     { return strings.Join(*r, ",") }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
+
+// Reasoning is prefixed (and dimmed on a terminal), so it never reads as the answer.
+var thinkingStart, thinkingEnd = thinkingMarks()
+
+func thinkingMarks() (string, string) {
+	info, err := os.Stdout.Stat()
+	if err == nil && info.Mode()&os.ModeCharDevice != 0 && os.Getenv("NO_COLOR") == "" {
+		return "\x1b[2mthinking: ", "\x1b[0m"
+	}
+	return "thinking: ", ""
+}
+
+// userMessage is the prompt, after its images: files are read and sent inline, URLs as they are.
+func userMessage(prompt string, images []string) (*generationv1.Message, error) {
+	if len(images) == 0 {
+		return &generationv1.Message{Role: "user", Content: prompt}, nil
+	}
+	var parts []*generationv1.ContentPart
+	for _, image := range images {
+		if strings.HasPrefix(image, "http://") || strings.HasPrefix(image, "https://") ||
+			strings.HasPrefix(image, "oss://") || strings.HasPrefix(image, "data:") {
+			parts = append(parts, &generationv1.ContentPart{Kind: &generationv1.ContentPart_ImageUrl{ImageUrl: image}})
+			continue
+		}
+		data, err := os.ReadFile(image)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, &generationv1.ContentPart{Kind: &generationv1.ContentPart_Image{Image: data}})
+	}
+	parts = append(parts, &generationv1.ContentPart{Kind: &generationv1.ContentPart_Text{Text: prompt}})
+	return &generationv1.Message{Role: "user", Parts: parts}, nil
+}
+
+// describeFileError words a failed read as Python's OSError does:
+// "[Errno 2] No such file or directory: 'a.png'".
+func describeFileError(err error) string {
+	var pathErr *fs.PathError
+	var errno syscall.Errno
+	if !errors.As(err, &pathErr) || !errors.As(err, &errno) {
+		return err.Error()
+	}
+	reason := errno.Error()
+	if reason != "" {
+		reason = strings.ToUpper(reason[:1]) + reason[1:]
+	}
+	return fmt.Sprintf("[Errno %d] %s: %s", int(errno), reason, pythonRepr(pathErr.Path))
+}
+
+func toolCallLines(calls []*generationv1.ToolCall) string {
+	var lines strings.Builder
+	for _, call := range calls {
+		fmt.Fprintf(&lines, "\ntool call: %s(%s) id %s", call.Name, call.Arguments, call.Id)
+	}
+	return lines.String()
 }
 
 func printJSON(message proto.Message) error {
@@ -289,8 +405,12 @@ func printJSON(message proto.Message) error {
 }
 
 func finishLine(finishReason string, usage *generationv1.Usage) string {
-	return fmt.Sprintf("finish %s; usage %d in + %d out = %d tokens",
-		finishReason, usage.GetInputTokens(), usage.GetOutputTokens(), usage.GetTotalTokens())
+	reasoning := ""
+	if usage.GetReasoningTokens() > 0 {
+		reasoning = fmt.Sprintf(" (%d reasoning)", usage.GetReasoningTokens())
+	}
+	return fmt.Sprintf("finish %s; usage %d in + %d%s out = %d tokens",
+		finishReason, usage.GetInputTokens(), usage.GetOutputTokens(), reasoning, usage.GetTotalTokens())
 }
 
 func origin(model, requestID string, attempts uint32) string {

@@ -1,5 +1,6 @@
 package voxgate.client;
 
+import com.google.protobuf.ByteString;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.MessageOrBuilder;
 import com.google.protobuf.util.JsonFormat;
@@ -9,6 +10,9 @@ import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -17,12 +21,15 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import voxgate.generation.v1.Generation.ContentPart;
 import voxgate.generation.v1.Generation.GenerateRequest;
 import voxgate.generation.v1.Generation.GenerateResponse;
 import voxgate.generation.v1.Generation.GenerateStreamRequest;
 import voxgate.generation.v1.Generation.GenerateStreamResponse;
 import voxgate.generation.v1.Generation.Message;
 import voxgate.generation.v1.Generation.Sampling;
+import voxgate.generation.v1.Generation.Tool;
+import voxgate.generation.v1.Generation.ToolCall;
 import voxgate.generation.v1.Generation.Usage;
 import voxgate.speech.v1.Speech.AudioFormat;
 import voxgate.speech.v1.Speech.SynthesisSummary;
@@ -37,12 +44,13 @@ import voxgate.speech.v1.Speech.SynthesizeRequest;
 public final class Cli {
   static final String PROG = "voxgate-java";
   static final String SYNTH_USAGE =
-      "usage: " + PROG + " synth TEXT [-o OUTPUT] [--server SERVER] [--format {mp3,opus,pcm,wav}]"
-          + " [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--rate RATE] [--pitch PITCH]"
-          + " [--volume VOLUME] [--timeout SECONDS]";
+      "usage: " + PROG + " synth TEXT [-o FILE] [--server HOST:PORT] [--format {mp3,opus,pcm,wav}]"
+          + " [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--rate FACTOR] [--pitch FACTOR]"
+          + " [--volume N] [--timeout SECONDS]";
   static final String GENERATE_USAGE =
-      "usage: " + PROG + " generate PROMPT [--stream] [--model MODEL] [--system SYSTEM]"
-          + " [--max-tokens N] [--server SERVER] [--timeout SECONDS] [--json]";
+      "usage: " + PROG + " generate PROMPT [--stream] [--model MODEL] [--system TEXT] [--max-tokens N]"
+          + " [--image FILE_OR_URL] [--think] [--tool NAME[=JSON_SCHEMA]] [--tool-choice CHOICE]"
+          + " [--server HOST:PORT] [--timeout SECONDS] [--json]";
   static final String USAGE = SYNTH_USAGE + "\n" + GENERATE_USAGE.replace("usage:", "      ");
 
   private static final Map<String, AudioFormat> FORMATS =
@@ -51,6 +59,15 @@ public final class Cli {
           "wav", AudioFormat.AUDIO_FORMAT_WAV,
           "mp3", AudioFormat.AUDIO_FORMAT_MP3,
           "opus", AudioFormat.AUDIO_FORMAT_OPUS);
+
+  // Reasoning is prefixed (and dimmed on a terminal), so it never reads as the answer. Java 17
+  // cannot tell whether stdout alone is a terminal (System.console() asks of stdin too): the
+  // launcher bin/voxgate-java tells, in voxgate.stdout.tty.
+  private static final boolean DIM =
+      Boolean.parseBoolean(System.getProperty("voxgate.stdout.tty", String.valueOf(System.console() != null)))
+          && (System.getenv("NO_COLOR") == null || System.getenv("NO_COLOR").isEmpty());
+  static final String THINKING_START = (DIM ? "\u001b[2m" : "") + "thinking: ";
+  static final String THINKING_END = DIM ? "\u001b[0m" : "";
 
   private final PrintStream out;
   private final PrintStream err;
@@ -105,6 +122,7 @@ public final class Cli {
   /** Options before or after the one positional argument, "--name value" or "--name=value". */
   static final class Options {
     final Map<String, String> values = new HashMap<>();
+    final Map<String, List<String>> repeated = new HashMap<>(); // every value of each option, in order
     final List<String> positionals = new ArrayList<>();
     boolean help;
 
@@ -145,6 +163,7 @@ public final class Cli {
             value = args[++i];
           }
           options.values.put(valued.get(name), value);
+          options.repeated.computeIfAbsent(valued.get(name), key -> new ArrayList<>()).add(value);
         } else {
           throw new UsageError("unrecognized arguments: " + arg);
         }
@@ -158,6 +177,11 @@ public final class Cli {
 
     boolean flag(String name) {
       return values.containsKey(name);
+    }
+
+    /** Every value of an option that may be given more than once. */
+    List<String> all(String name) {
+      return repeated.getOrDefault(name, List.of());
     }
 
     Integer integer(String name) throws UsageError {
@@ -261,11 +285,12 @@ public final class Cli {
 
   private int generate(String[] args) throws UsageError {
     Map<String, String> valued = new HashMap<>();
-    for (String name : List.of("--model", "--system", "--max-tokens", "--server", "--timeout")) {
+    for (String name : List.of("--model", "--system", "--max-tokens", "--image", "--tool", "--tool-choice",
+        "--server", "--timeout")) {
       valued.put(name, name);
     }
     valued.put("--target", "--server");
-    Options options = Options.parse(args, valued, List.of("--stream", "--json"));
+    Options options = Options.parse(args, valued, List.of("--stream", "--think", "--json"));
     if (options.help) {
       out.println(GENERATE_USAGE);
       return 0;
@@ -278,59 +303,136 @@ public final class Cli {
     if (!system.isEmpty()) {
       messages.add(Message.newBuilder().setRole("system").setContent(system).build());
     }
-    messages.add(Message.newBuilder().setRole("user").setContent(prompt).build());
+    try {
+      messages.add(userMessage(prompt, options.all("--image")));
+    } catch (IOException e) {
+      err.println(PROG + " generate: --image: " + e.getMessage());
+      return 2;
+    }
     Sampling.Builder sampling = Sampling.newBuilder();
     if (maxTokens != null) {
       sampling.setMaxTokens(maxTokens);
     }
+    if (options.flag("--think")) {
+      sampling.setEnableThinking(true);
+    }
+    List<Tool> tools = new ArrayList<>();
+    for (String spec : options.all("--tool")) {
+      int equals = spec.indexOf('=');
+      tools.add(equals < 0
+          ? Tool.newBuilder().setName(spec).build()
+          : Tool.newBuilder().setName(spec.substring(0, equals)).setParameters(spec.substring(equals + 1)).build());
+    }
+    String toolChoice = options.get("--tool-choice", "");
     String model = options.get("--model", "");
     boolean json = options.flag("--json");
     try (VoxgateClient client = new VoxgateClient(options.get("--server", "127.0.0.1:50051"))) {
       long started = System.nanoTime();
       if (!options.flag("--stream")) {
-        GenerateResponse reply = client.generate(
-            GenerateRequest.newBuilder().setModel(model).addAllMessages(messages).setSampling(sampling).build(), timeout);
+        GenerateResponse reply = client.generate(GenerateRequest.newBuilder().setModel(model).addAllMessages(messages)
+            .setSampling(sampling).addAllTools(tools).setToolChoice(toolChoice).build(), timeout);
         if (json) {
           out.println(toJson(reply));
         } else {
-          out.printf(Locale.ROOT, "%s%n%s%nanswer in %.1f ms (client); %s%n", reply.getText(),
-              finishLine(reply.getFinishReason(), reply.getUsage()), millis(Duration.ofNanos(System.nanoTime() - started)),
+          if (!reply.getReasoning().isEmpty()) {
+            out.println(THINKING_START + reply.getReasoning() + THINKING_END);
+          }
+          out.printf(Locale.ROOT, "%s%s%n%s%nanswer in %.1f ms (client); %s%n", reply.getText(),
+              toolCallLines(reply.getToolCallsList()), finishLine(reply.getFinishReason(), reply.getUsage()),
+              millis(Duration.ofNanos(System.nanoTime() - started)),
               origin(reply.getModel(), reply.getRequestId(), reply.getAttempts()));
         }
         return 0;
       }
-      GenerateStreamRequest request =
-          GenerateStreamRequest.newBuilder().setModel(model).addAllMessages(messages).setSampling(sampling).build();
+      GenerateStreamRequest request = GenerateStreamRequest.newBuilder().setModel(model).addAllMessages(messages)
+          .setSampling(sampling).addAllTools(tools).setToolChoice(toolChoice).build();
       long[] firstToken = {0};
-      boolean[] partial = {false}; // text printed without its line end yet
+      boolean[] thinking = {false}; // reasoning printed, its line not ended yet
       GenerateStreamResponse last;
       try {
         last = client.generateStream(request, timeout, response -> {
-          if (firstToken[0] == 0 && !response.getDelta().isEmpty()) {
+          String delta = response.getDelta();
+          String reasoning = response.getReasoningDelta();
+          if (firstToken[0] == 0 && !(delta.isEmpty() && reasoning.isEmpty())) {
             firstToken[0] = System.nanoTime() - started;
           }
           // Each piece goes out the moment it arrives: one JSON line per message with --json.
           if (json) {
             out.println(toJson(response));
-          } else {
-            out.print(response.getDelta());
-            out.flush();
-            partial[0] |= !response.getDelta().isEmpty();
+            return;
           }
+          if (!reasoning.isEmpty()) {
+            out.print((thinking[0] ? "" : THINKING_START) + reasoning);
+            thinking[0] = true;
+          }
+          if (!delta.isEmpty()) {
+            out.print((thinking[0] ? THINKING_END + "\n" : "") + delta);
+            thinking[0] = false;
+          }
+          out.flush();
         });
       } catch (RuntimeException e) {
-        if (partial[0]) {
-          out.println(); // end the half-printed answer on stdout; the error goes to stderr alone
+        if (!json && firstToken[0] != 0) {
+          // End the half-printed answer on stdout; the error goes to stderr alone.
+          out.println(thinking[0] ? THINKING_END : "");
         }
         throw e;
       }
       if (!json) {
-        out.printf(Locale.ROOT, "%n%s%nfirst token %.1f ms (client), %d ms in voxgate; %s%n",
+        String answer = "";
+        int firstAnswer = last.getTimeToFirstAnswerTokenMs();
+        if (firstAnswer != 0 && firstAnswer != last.getTimeToFirstTokenMs()) {
+          answer = ", first answer token " + firstAnswer + " ms in voxgate";
+        }
+        out.printf(Locale.ROOT, "%s%s%n%s%nfirst token %.1f ms (client), %d ms in voxgate%s; %s%n",
+            thinking[0] ? THINKING_END : "", toolCallLines(last.getToolCallsList()),
             finishLine(last.getFinishReason(), last.getUsage()), millis(Duration.ofNanos(firstToken[0])),
-            last.getTimeToFirstTokenMs(), origin(last.getModel(), last.getRequestId(), last.getAttempts()));
+            last.getTimeToFirstTokenMs(), answer, origin(last.getModel(), last.getRequestId(), last.getAttempts()));
       }
       return 0;
     }
+  }
+
+  /** The prompt, after its images: files are read and sent inline, URLs as they are. */
+  static Message userMessage(String prompt, List<String> images) throws IOException {
+    if (images.isEmpty()) {
+      return Message.newBuilder().setRole("user").setContent(prompt).build();
+    }
+    Message.Builder message = Message.newBuilder().setRole("user");
+    for (String image : images) {
+      if (image.startsWith("http://") || image.startsWith("https://") || image.startsWith("oss://")
+          || image.startsWith("data:")) {
+        message.addParts(ContentPart.newBuilder().setImageUrl(image));
+      } else {
+        message.addParts(ContentPart.newBuilder().setImage(ByteString.copyFrom(readImage(image))));
+      }
+    }
+    return message.addParts(ContentPart.newBuilder().setText(prompt)).build();
+  }
+
+  /**
+   * The file's bytes; failing, an IOException worded as Python's OSError prints:
+   * "[Errno 2] No such file or directory: 'a.png'".
+   */
+  static byte[] readImage(String file) throws IOException {
+    Path path = Path.of(file);
+    int errno;
+    String reason;
+    try {
+      if (Files.isDirectory(path)) {
+        errno = 21;
+        reason = "Is a directory";
+      } else {
+        return Files.readAllBytes(path);
+      }
+    } catch (NoSuchFileException e) {
+      errno = 2;
+      reason = "No such file or directory";
+    } catch (AccessDeniedException e) {
+      errno = 13;
+      reason = "Permission denied";
+    }
+    throw new IOException("[Errno " + errno + "] " + reason + ": " + pythonRepr(file));
   }
 
   static String suffix(String output) {
@@ -363,9 +465,19 @@ public final class Cli {
     }
   }
 
+  private static String toolCallLines(List<ToolCall> calls) {
+    StringBuilder lines = new StringBuilder();
+    for (ToolCall call : calls) {
+      lines.append("\ntool call: ").append(call.getName()).append('(').append(call.getArguments()).append(") id ")
+          .append(call.getId());
+    }
+    return lines.toString();
+  }
+
   private static String finishLine(String finishReason, Usage usage) {
-    return String.format(Locale.ROOT, "finish %s; usage %d in + %d out = %d tokens",
-        finishReason, usage.getInputTokens(), usage.getOutputTokens(), usage.getTotalTokens());
+    String reasoning = usage.getReasoningTokens() == 0 ? "" : " (" + usage.getReasoningTokens() + " reasoning)";
+    return String.format(Locale.ROOT, "finish %s; usage %d in + %d%s out = %d tokens",
+        finishReason, usage.getInputTokens(), usage.getOutputTokens(), reasoning, usage.getTotalTokens());
   }
 
   private static String origin(String model, String requestId, int attempts) {
