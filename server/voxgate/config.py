@@ -20,6 +20,8 @@ from typing import Any
 from voxgate import settings as declared
 from voxgate.generation.session import HttpConfig
 from voxgate.pool import OVERFLOW_POLICIES, PoolConfig
+from voxgate.rpc import security
+from voxgate.rpc.security import AUTH_MODES, readable_file
 from voxgate.settings import (
     ConfigError,
     Invalid,
@@ -393,6 +395,53 @@ class Settings:
         env="VOXGATE_WORKERS",
         metavar="N",
     )
+    # --- edge security (docs/security.md; checks in voxgate.rpc.security) ---
+    tls_cert_file: str | None = setting(
+        None,
+        readable_file,
+        "PEM certificate chain: serve TLS (re-read when it changes)",
+        env="VOXGATE_TLS_CERT_FILE",
+        metavar="FILE",
+    )
+    tls_key_file: str | None = setting(
+        None,
+        readable_file,
+        "PEM private key of the TLS certificate",
+        env="VOXGATE_TLS_KEY_FILE",
+        metavar="FILE",
+    )
+    tls_client_ca_file: str | None = setting(
+        None,
+        readable_file,
+        "PEM CA: require client certificates it signed (mutual TLS; the subject's"
+        " common name is the caller name)",
+        env="VOXGATE_TLS_CLIENT_CA_FILE",
+        metavar="FILE",
+    )
+    callers_file: str | None = setting(
+        None,
+        readable_file,
+        "TOML file of callers (name, key_sha256, quotas); every call but health"
+        " needs 'authorization: Bearer <key>' (re-read when it changes)",
+        env="VOXGATE_CALLERS_FILE",
+        metavar="FILE",
+    )
+    auth: str = setting(
+        "auto",
+        _lower,
+        "'none' lets a server with a DashScope key listen beyond loopback without caller"
+        " auth (a mesh authenticates); 'auto' refuses to",
+        check=one_of(*AUTH_MODES),
+        env="VOXGATE_AUTH",
+        metavar="MODE",
+    )
+    health_listen: str | None = setting(
+        None,
+        _listen_address,
+        "a second, plaintext port serving only grpc.health.v1 (for probes when the main port requires TLS)",
+        env="VOXGATE_HEALTH_LISTEN",
+        metavar="HOST:PORT",
+    )
     api_key: Secret | None = None
     """From ``DASHSCOPE_API_KEY`` only, never a flag (it would show in ``ps``); not a declared setting."""
 
@@ -403,6 +452,17 @@ class Settings:
             raise Invalid("pool_min_idle", f"must be <= the pool max size ({self.pool_max_size})")
         if self.pool_ready_min is not None and self.pool_ready_min > self.pool_max_size:
             raise Invalid("pool_ready_min", f"must be <= the pool max size ({self.pool_max_size})")
+        problem = security.problems(
+            listen=self.listen,
+            has_api_key=self.api_key is not None,
+            auth=self.auth,
+            tls_cert_file=self.tls_cert_file,
+            tls_key_file=self.tls_key_file,
+            tls_client_ca_file=self.tls_client_ca_file,
+            callers_file=self.callers_file,
+        )
+        if problem is not None:
+            raise Invalid(*problem)
 
     @property
     def embedded_upstream(self) -> bool:
