@@ -21,7 +21,7 @@ from voxgate import settings as declared
 from voxgate.generation.session import HttpConfig
 from voxgate.pool import OVERFLOW_POLICIES, PoolConfig
 from voxgate.rpc import security
-from voxgate.rpc.security import AUTH_MODES, readable_file
+from voxgate.rpc.security import AUTH_MODES, file_path
 from voxgate.settings import (
     ConfigError,
     Invalid,
@@ -398,21 +398,21 @@ class Settings:
     # --- edge security (docs/security.md; checks in voxgate.rpc.security) ---
     tls_cert_file: str | None = setting(
         None,
-        readable_file,
+        file_path,
         "PEM certificate chain: serve TLS (re-read when it changes)",
         env="VOXGATE_TLS_CERT_FILE",
         metavar="FILE",
     )
     tls_key_file: str | None = setting(
         None,
-        readable_file,
+        file_path,
         "PEM private key of the TLS certificate",
         env="VOXGATE_TLS_KEY_FILE",
         metavar="FILE",
     )
     tls_client_ca_file: str | None = setting(
         None,
-        readable_file,
+        file_path,
         "PEM CA: require client certificates it signed (mutual TLS; the subject's"
         " common name is the caller name)",
         env="VOXGATE_TLS_CLIENT_CA_FILE",
@@ -420,7 +420,7 @@ class Settings:
     )
     callers_file: str | None = setting(
         None,
-        readable_file,
+        file_path,
         "TOML file of callers (name, key_sha256, quotas); every call but health"
         " needs 'authorization: Bearer <key>' (re-read when it changes)",
         env="VOXGATE_CALLERS_FILE",

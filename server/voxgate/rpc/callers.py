@@ -180,7 +180,10 @@ class CallersFile:
         return None
 
     def _read_stamp(self) -> tuple[int, int, int]:
-        stat = os.stat(self.path)
+        try:
+            stat = os.stat(self.path)
+        except OSError as exc:
+            raise CallersFileError(f"{self.path}: cannot read: {exc.strerror}") from None
         return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
     def _load(self) -> tuple[Caller, ...]:
@@ -193,7 +196,7 @@ class CallersFile:
     def _refresh(self) -> None:
         try:
             stamp = self._read_stamp()
-        except OSError:
+        except CallersFileError:
             return  # mid-swap, or removed: keep the callers we have
         if stamp == self._stamp:
             return

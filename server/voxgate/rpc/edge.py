@@ -8,6 +8,7 @@ authentication is configured: the zero-config default pays nothing per call).
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,15 @@ from pathlib import Path
 import grpc
 
 from voxgate.rpc.auth import AuthInterceptor, Pricing
-from voxgate.rpc.callers import CallersFile
+from voxgate.rpc.callers import CallersFile, CallersFileError
 from voxgate.rpc.quotas import Ledger
 from voxgate.rpc.tls import CertificateFiles, TlsFiles, server_credentials
+from voxgate.settings import ConfigError
 
 log = logging.getLogger(__name__)
+
+TLS_VARIABLES = ("VOXGATE_TLS_CERT_FILE", "VOXGATE_TLS_KEY_FILE", "VOXGATE_TLS_CLIENT_CA_FILE")
+CALLERS_VARIABLE = "VOXGATE_CALLERS_FILE"
 
 
 @dataclass
@@ -37,14 +42,32 @@ class Edge:
         client_ca_file: str | None,
         callers_file: str | None,
     ) -> Edge:
-        """Read the files now: an unreadable certificate or a bad callers file fails the start."""
+        """Read the files now: an unreadable or invalid file fails the start with a ConfigError naming
+        its variable."""
         certificates = None
         if cert_file is not None and key_file is not None:
             files = TlsFiles(
                 Path(cert_file), Path(key_file), Path(client_ca_file) if client_ca_file else None
             )
+            for variable, path in zip(TLS_VARIABLES, files.paths, strict=False):
+                if not path.is_file():
+                    raise ConfigError(variable, f"{path}: no such file")
+            # grpc checks the PEM only at the first handshake: check it now, where the error is clear.
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    files.cert_file, files.key_file
+                )
+            except (ssl.SSLError, ValueError) as exc:
+                raise ConfigError(
+                    TLS_VARIABLES[0], f"{files.cert_file} and {files.key_file}: {exc}"
+                ) from None
             certificates = CertificateFiles(files)
-        callers = CallersFile(Path(callers_file)) if callers_file is not None else None
+        callers = None
+        if callers_file is not None:
+            try:
+                callers = CallersFile(Path(callers_file))
+            except CallersFileError as exc:
+                raise ConfigError(CALLERS_VARIABLE, str(exc)) from None
         return cls(certificates=certificates, callers=callers)
 
     @property

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from voxgate import config
 from voxgate.rpc.callers import Caller, CallersFile, CallersFileError, Quotas, key_sha256, new_key, parse
+from voxgate.rpc.edge import Edge
 from voxgate.rpc.quotas import WINDOW_S, Ledger, QuotaExceeded
 
 KEY = "dashscope-key-for-tests"
@@ -183,20 +181,21 @@ def test_tls_settings_must_pair_up(tmp_path: Path) -> None:
         load(VOXGATE_TLS_CERT_FILE=str(cert))
     with pytest.raises(config.ConfigError, match="VOXGATE_TLS_CERT_FILE: is required for mutual TLS"):
         load(VOXGATE_TLS_CLIENT_CA_FILE=str(cert))
-    with pytest.raises(config.ConfigError, match="VOXGATE_CALLERS_FILE: no such file"):
-        load(VOXGATE_CALLERS_FILE=str(tmp_path / "missing.toml"))
 
 
-def test_caller_key_prints_a_key_and_the_entry_of_its_hash() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "voxgate.cli", "caller-key", "billing-backend"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    [key] = re.findall(r"^vg_\S+$", out, re.MULTILINE)
-    toml = out[out.index("[[caller]]") :]
-    [caller] = parse(toml, "printed")
-    assert caller.name == "billing-backend"
-    assert caller.key_sha256 == hashlib.sha256(key.encode()).digest()
-    assert key not in toml
+def edge_error(**files: Path) -> str:
+    paths = {name: str(path) for name, path in files.items()}
+    with pytest.raises(config.ConfigError) as caught:
+        Edge.load(
+            **{"cert_file": None, "key_file": None, "client_ca_file": None, "callers_file": None, **paths}
+        )
+    return str(caught.value)
+
+
+def test_unreadable_or_invalid_files_fail_the_start_naming_the_variable(tmp_path: Path) -> None:
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("not a certificate")
+    assert edge_error(callers_file=tmp_path / "missing.toml").startswith("VOXGATE_CALLERS_FILE: ")
+    assert edge_error(cert_file=cert, key_file=key) == f"VOXGATE_TLS_KEY_FILE: {key}: no such file"
+    key.write_text("not a key")
+    assert edge_error(cert_file=cert, key_file=key).startswith("VOXGATE_TLS_CERT_FILE: ")
