@@ -196,6 +196,13 @@ class App:
         self._health_server = health_server
 
     @property
+    def health_address(self) -> str | None:
+        """The plaintext health-only address (VOXGATE_HEALTH_LISTEN), if one is served."""
+        if self.settings.health_listen is None or not self.health_port:
+            return None
+        return f"{self.settings.health_listen.rpartition(':')[0]}:{self.health_port}"
+
+    @property
     def address(self) -> str:
         host = self.settings.listen.rpartition(":")[0]
         return f"{host}:{self.port}"
@@ -319,6 +326,8 @@ async def serve(settings: Settings, telemetry: Telemetry | None = None) -> None:
     loop = asyncio.get_running_loop()
     try:
         await app.start()
+        if app.health_address is not None:
+            print(f"voxgate health (plaintext, grpc.health.v1 only) on {app.health_address}", flush=True)
         print(f"voxgate listening on {app.address}", flush=True)
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
