@@ -3,7 +3,9 @@
 /**
  * voxgate-node synth TEXT [-o out.wav] [--format wav|pcm|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
  * voxgate-node generate PROMPT [--system TEXT] [--model M] [--max-tokens N] [--no-stream] [--json]
- * Both take --server HOST:PORT (default 127.0.0.1:50051) and --timeout SECONDS (default 60).
+ * Both take --server HOST:PORT (default 127.0.0.1:50051) and --timeout SECONDS (default 60), and for a
+ * voxgate with TLS or caller keys --token KEY (default $VOXGATE_TOKEN), --tls, --ca-file FILE,
+ * --cert FILE --key FILE (docs/security.md).
  * Exit status: 0 done, 1 the call failed (the gRPC status is printed), 2 bad usage.
  */
 
@@ -17,10 +19,16 @@ const COMMON = {
   timeout: { type: 'string', default: '60' },
   model: { type: 'string', default: '' },
   help: { type: 'boolean', short: 'h', default: false },
+  token: { type: 'string' },
+  tls: { type: 'boolean', default: false },
+  'ca-file': { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
 };
 const USAGE = `usage: voxgate-node synth TEXT [-o FILE] [--format pcm|wav|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
        voxgate-node generate PROMPT [--system TEXT] [--model M] [--max-tokens N] [--no-stream] [--json]
-common options: --server HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (default 60)`;
+common options: --server HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (default 60),
+  --token KEY (default $VOXGATE_TOKEN; a flag shows in ps), --tls, --ca-file FILE, --cert FILE --key FILE`;
 
 class UsageError extends Error {}
 
@@ -39,7 +47,18 @@ function parse(argv, options) {
   if (positionals.length !== 1) throw new UsageError('expected exactly one text argument');
   const timeoutS = Number(values.timeout);
   if (!(timeoutS > 0)) throw new UsageError(`--timeout must be a positive number of seconds, got ${values.timeout}`);
+  if (Boolean(values.cert) !== Boolean(values.key)) throw new UsageError('--cert and --key go together');
   return { values, text: positionals[0], timeoutMs: timeoutS * 1000 };
+}
+
+function connect(values) {
+  return new VoxgateClient(values.server, {
+    token: values.token ?? (process.env.VOXGATE_TOKEN || undefined),
+    tls: values.tls,
+    caFile: values['ca-file'],
+    certFile: values.cert,
+    keyFile: values.key,
+  });
 }
 
 function integerOption(values, name) {
@@ -65,7 +84,7 @@ async function synth(argv) {
     format: FORMATS[formatName],
     sampleRate: integerOption(values, 'sample-rate') ?? 0,
   };
-  const client = new VoxgateClient(values.server);
+  const client = connect(values);
   try {
     const result = await client.synthesizeToFile(request, values.output, { timeoutMs });
     const s = result.summary;
@@ -93,7 +112,7 @@ async function generate(argv) {
   messages.push({ role: 'user', content: text });
   const maxTokens = integerOption(values, 'max-tokens');
   const request = { model: values.model, messages, sampling: maxTokens === undefined ? {} : { maxTokens } };
-  const client = new VoxgateClient(values.server);
+  const client = connect(values);
   try {
     const started = performance.now();
     if (values['no-stream']) {

@@ -3,7 +3,9 @@
 //	voxgate-go synth TEXT [-o out.wav] [--format wav|pcm|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
 //	voxgate-go generate PROMPT [--system TEXT] [--model M] [--max-tokens N] [--no-stream] [--json]
 //
-// Both take --server HOST:PORT (default 127.0.0.1:50051) and --timeout SECONDS (default 60).
+// Both take --server HOST:PORT (default 127.0.0.1:50051) and --timeout SECONDS (default 60), and for
+// a voxgate with TLS or caller keys --token KEY (default $VOXGATE_TOKEN), --tls, --ca-file FILE,
+// --cert FILE --key FILE (docs/security.md).
 // Exit status: 0 done, 1 the call failed (the gRPC status is printed), 2 bad usage.
 package main
 
@@ -29,7 +31,8 @@ import (
 
 const usage = `usage: voxgate-go synth TEXT [-o FILE] [--format pcm|wav|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
        voxgate-go generate PROMPT [--system TEXT] [--model M] [--max-tokens N] [--no-stream] [--json]
-common options: --server HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (default 60)`
+common options: --server HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (default 60),
+  --token KEY (default $VOXGATE_TOKEN; a flag shows in ps), --tls, --ca-file FILE, --cert FILE --key FILE`
 
 var formats = map[string]speechv1.AudioFormat{
 	"pcm":  speechv1.AudioFormat_AUDIO_FORMAT_PCM,
@@ -45,9 +48,10 @@ func (e usageError) Error() string { return e.msg }
 
 // common holds the options every command takes.
 type common struct {
-	server  string
-	timeout float64
-	model   string
+	server   string
+	timeout  float64
+	model    string
+	security client.Security
 }
 
 func newFlags(name string) (*flag.FlagSet, *common) {
@@ -58,6 +62,11 @@ func newFlags(name string) (*flag.FlagSet, *common) {
 	flags.StringVar(&opts.server, "server", "127.0.0.1:50051", "voxgate address")
 	flags.Float64Var(&opts.timeout, "timeout", 60, "deadline in seconds")
 	flags.StringVar(&opts.model, "model", "", "model (default: the server's)")
+	flags.StringVar(&opts.security.Token, "token", os.Getenv("VOXGATE_TOKEN"), "caller key")
+	flags.BoolVar(&opts.security.TLS, "tls", false, "connect with TLS")
+	flags.StringVar(&opts.security.CAFile, "ca-file", "", "PEM CA of the server certificate")
+	flags.StringVar(&opts.security.CertFile, "cert", "", "PEM client certificate (mutual TLS)")
+	flags.StringVar(&opts.security.KeyFile, "key", "", "PEM key of --cert")
 	return flags, opts
 }
 
@@ -82,6 +91,9 @@ func parse(flags *flag.FlagSet, opts *common, args []string) (string, error) {
 	}
 	if opts.timeout <= 0 {
 		return "", usageError{"--timeout must be a positive number of seconds"}
+	}
+	if (opts.security.CertFile == "") != (opts.security.KeyFile == "") {
+		return "", usageError{"--cert and --key go together"}
 	}
 	return positional[0], nil
 }
@@ -114,7 +126,7 @@ func synth(args []string) error {
 	request := &speechv1.SynthesizeRequest{
 		Text: text, Model: opts.model, Voice: *voice, Format: wire, SampleRate: uint32(*sampleRate),
 	}
-	c, err := client.Dial(opts.server)
+	c, err := client.DialWith(opts.server, opts.security)
 	if err != nil {
 		return err
 	}
@@ -158,7 +170,7 @@ func generate(args []string) error {
 		tokens := uint32(*maxTokens)
 		sampling.MaxTokens = &tokens
 	}
-	c, err := client.Dial(opts.server)
+	c, err := client.DialWith(opts.server, opts.security)
 	if err != nil {
 		return err
 	}
