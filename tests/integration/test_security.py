@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from harness import TEXT, gateway_settings, running_gateway, wait_serving, wait_until
+from harness import TEXT, child_env, gateway_settings, running_gateway, wait_serving, wait_until
 from support.certs import Authority, serial_of
 from voxgate.app import App
 from voxgate.client import Client, Connection
@@ -165,9 +168,8 @@ async def test_a_rotated_server_certificate_is_served_without_a_restart(gateway:
     def served_serial() -> int:
         context = ssl.create_default_context(cafile=str(pki.directory / "ca.crt"))
         context.set_alpn_protocols(["h2"])
-        with context.wrap_socket(
-            __import__("socket").create_connection(("127.0.0.1", port)), server_hostname="localhost"
-        ) as sock:
+        raw = socket.create_connection(("127.0.0.1", port))
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
             der = sock.getpeercert(binary_form=True)
         assert der is not None
         return serial_of(ssl.DER_cert_to_PEM_cert(der).encode())
@@ -270,3 +272,38 @@ async def test_stats_reports_each_caller_by_name(gateway: App, pki: Pki) -> None
         12,
         12,
     )
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+
+async def test_cli_synth_and_stats_take_the_token_from_voxgate_token(
+    gateway: App, pki: Pki, tmp_path: Path
+) -> None:
+    ca_file = str(pki.directory / "ca.crt")
+    env = child_env(VOXGATE_TOKEN=GOOD_KEY)
+
+    def cli(*args: str, environ: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "voxgate.cli", *args],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    out = tmp_path / "cli.wav"
+    done = await asyncio.to_thread(
+        cli, "synth", "Hello", "-o", str(out), "--server", gateway.address, "--ca-file", ca_file
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 1000
+    stats = await asyncio.to_thread(cli, "stats", "--server", gateway.address, "--ca-file", ca_file)
+    assert stats.returncode == 0, stats.stderr
+    assert "caller billing-backend: 0 running, 1 calls, 5 characters" in stats.stdout
+    refused = await asyncio.to_thread(
+        cli, "stats", "--server", gateway.address, "--tls", "--ca-file", ca_file, environ=child_env()
+    )
+    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
+    for output in (done, stats, refused):
+        assert GOOD_KEY not in output.stdout + output.stderr
