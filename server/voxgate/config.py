@@ -401,6 +401,7 @@ class Settings:
         file_path,
         "PEM certificate chain: serve TLS (re-read when it changes)",
         env="VOXGATE_TLS_CERT_FILE",
+        default_text="unset: plaintext",
         metavar="FILE",
     )
     tls_key_file: str | None = setting(
@@ -408,6 +409,7 @@ class Settings:
         file_path,
         "PEM private key of the TLS certificate",
         env="VOXGATE_TLS_KEY_FILE",
+        default_text="unset",
         metavar="FILE",
     )
     tls_client_ca_file: str | None = setting(
@@ -416,6 +418,7 @@ class Settings:
         "PEM CA: require client certificates it signed (mutual TLS; the subject's"
         " common name is the caller name)",
         env="VOXGATE_TLS_CLIENT_CA_FILE",
+        default_text="unset: no client certificates",
         metavar="FILE",
     )
     callers_file: str | None = setting(
@@ -424,6 +427,7 @@ class Settings:
         "TOML file of callers (name, key_sha256, quotas); every call but health"
         " needs 'authorization: Bearer <key>' (re-read when it changes)",
         env="VOXGATE_CALLERS_FILE",
+        default_text="unset: no caller keys",
         metavar="FILE",
     )
     auth: str = setting(
@@ -440,6 +444,7 @@ class Settings:
         _listen_address,
         "a second, plaintext port serving only grpc.health.v1 (for probes when the main port requires TLS)",
         env="VOXGATE_HEALTH_LISTEN",
+        default_text="unset: health on the main port only",
         metavar="HOST:PORT",
     )
     api_key: Secret | None = None
