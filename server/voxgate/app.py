@@ -187,7 +187,8 @@ class App:
 
     async def _serve_health(self, address: str) -> None:
         """Health only, in plaintext: kubelet's gRPC probes cannot speak TLS (docs/security.md)."""
-        health_server = grpc.aio.server()
+        # Shared by --workers like the main port (each worker's health reports its own pool).
+        health_server = grpc.aio.server(options=[("grpc.so_reuseport", int(self.settings.workers > 1))])
         health_pb2_grpc.add_HealthServicer_to_server(self._health, health_server)
         self.health_port = health_server.add_insecure_port(address)
         if self.health_port == 0:
