@@ -36,7 +36,7 @@ from voxgate.rpc.interceptor import RpcInterceptor
 from voxgate.rpc.retry import RetryPolicy
 from voxgate.rpc.shutdown import InFlight
 from voxgate.speech.connection import Endpoint, Synthesizer, SynthesizerConnector
-from voxgate.speech.protocol import weighted_length
+from voxgate.speech.protocol import MAX_TEXT_CHARS_PER_CONTINUE, weighted_length
 from voxgate.speech.servicer import SpeechService
 from voxgate.speech.telemetry import SpeechTelemetry
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
@@ -60,8 +60,16 @@ STOP_NOW_TIMEOUT_S = 5.0
 """On a stop at once, how long cancelled calls may take to return their leases and answer."""
 """Health service name that is SERVING while the process serves at all, whatever the upstream
 does: for liveness probes, which must not restart pods because DashScope rejects the key."""
+
+
+def _synthesis_charge(request: speech_pb2.SynthesizeRequest) -> Charge:
+    """Characters as billed; a text the servicer will refuse (empty, too long) costs nothing."""
+    characters = weighted_length(request.text) if request.text.strip() else 0
+    return Charge(characters=characters if characters <= MAX_TEXT_CHARS_PER_CONTINUE else 0)
+
+
 PRICING: dict[str, Pricing] = {
-    f"/{SPEECH_SERVICE}/Synthesize": lambda request: Charge(characters=weighted_length(request.text)),
+    f"/{SPEECH_SERVICE}/Synthesize": _synthesis_charge,
     f"/{GENERATION_SERVICE}/Generate": lambda _request: Charge(generation=True),
     f"/{GENERATION_SERVICE}/GenerateStream": lambda _request: Charge(generation=True),
 }

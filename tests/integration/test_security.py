@@ -221,6 +221,8 @@ async def test_characters_per_minute_counts_as_billed_and_says_when_to_retry(
     assert metadata[QUOTA_METADATA] == "characters_per_minute"
     assert 1 <= int(metadata[RETRY_AFTER_METADATA]) <= 60
     await synthesize(gateway, connection, "Hi")  # 13 of 30: smaller calls still pass
+    # A text the servicer refuses costs nothing: INVALID_ARGUMENT, not a quota refusal.
+    assert (await refused(gateway, connection, "x" * 20_001)).code() is grpc.StatusCode.INVALID_ARGUMENT
     snapshot = usage(gateway, "billing-backend")
     assert (snapshot["characters"], snapshot["refused"]) == (13, {"characters_per_minute": 1})
 
