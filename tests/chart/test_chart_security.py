@@ -192,3 +192,23 @@ async def test_server_with_the_charts_tls_environment_answers_the_probes_on_the_
     finally:
         code = server.terminate(timeout_s=60)
     assert code == 0, server.output()
+
+
+def test_helm_test_pod_follows_the_security_settings() -> None:
+    tls = render({"security": {"tls": {"enabled": True}}}).get("Pod")["spec"]
+    [health] = tls["initContainers"]
+    assert health["command"][-2:] == ["demo-voxgate:50051", "/etc/voxgate/tls/ca.crt"]
+    assert tls["volumes"] == [
+        {
+            "name": "tls",
+            "secret": {"secretName": "demo-voxgate-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+        }
+    ]
+    [stats] = tls["containers"]
+    assert stats["command"][-2:] == ["--ca-file", "/etc/voxgate/tls/ca.crt"]
+    # With caller keys the stats call would need one: health only.
+    keyed = render({"security": {"callers": {"existingSecret": "c"}}}).get("Pod")["spec"]
+    assert [c["name"] for c in keyed["containers"]] == ["health-checked"]
+    # With mutual TLS the pod has no client certificate: no test pod.
+    mutual = render({"security": {"tls": {"enabled": True}, "mutualTls": {"enabled": True}}})
+    assert mutual.find("Pod") is None

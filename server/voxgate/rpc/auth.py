@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 from opentelemetry import trace
 
-from voxgate.observability import telemetry as names
+from voxgate.observability import names
 from voxgate.rpc.callers import UNLIMITED, Caller, CallersFile, current_caller
 from voxgate.rpc.quotas import Ledger, QuotaExceeded
 from voxgate.rpc.tls import peer_common_name
