@@ -17,13 +17,19 @@ import pytest
 
 from audio_checks import read_wav
 from harness import TEXT, child_env, gateway_settings, running_gateway, wait_serving
-from polyglot import COMMANDS, Cli, Completed
+from polyglot import COMMANDS, Cli, Completed, built
 from support.certs import Authority
 from voxgate.app import App
 from voxgate.rpc.callers import key_sha256, new_key
 from voxgate_dev import DevUpstream
 
 KEY = new_key()
+
+
+@pytest.fixture(params=["go", "node"])
+def cli(request: pytest.FixtureRequest) -> Cli:
+    """Node and Go: the Java client (clients/java) takes no TLS or caller key yet."""
+    return built(request.param)
 
 
 @pytest.fixture
@@ -82,7 +88,6 @@ async def test_generate_over_tls_with_the_token_from_voxgate_token(
     args = (
         "generate",
         "Say hello",
-        "--no-stream",
         "--server",
         gateway.address,
         "--ca-file",
