@@ -130,7 +130,7 @@ async def run(args: argparse.Namespace) -> None:
     try:
         for child in servers.values():
             await child.start("voxgate listening on ")
-        await measure(args, servers, http_base)
+        await measure(args, servers, http_base, key)
     finally:
         for child in servers.values():
             await child.stop()  # the traced one flushes its last spans on the way out
@@ -141,7 +141,9 @@ async def run(args: argparse.Namespace) -> None:
     print(f"\nreceiver: {received} (3 spans a traced request)")
 
 
-async def measure(args: argparse.Namespace, servers: dict[str, Server], http_base: str) -> None:
+async def measure(
+    args: argparse.Namespace, servers: dict[str, Server], http_base: str, upstream_key: str
+) -> None:
     print(
         f"{args.rounds} alternating rounds per side; tracing on = every request sampled and exported"
         " over OTLP/gRPC to a receiver process; tracing off = no OTEL_* endpoint"
@@ -153,7 +155,7 @@ async def measure(args: argparse.Namespace, servers: dict[str, Server], http_bas
     clients = {name: Client(child.address) for name, child in servers.items()}
     try:
         for delay_ms in args.first_packet_delay_ms:
-            set_first_packet_delay(http_base, delay_ms)
+            set_first_packet_delay(http_base, upstream_key, delay_ms)
             for client in clients.values():  # warm both: first calls pay imports and caches
                 await rounds(client, 4, 8)
             for concurrency in args.concurrency:
@@ -189,12 +191,13 @@ async def measure(args: argparse.Namespace, servers: dict[str, Server], http_bas
         print(line)
 
 
-def set_first_packet_delay(http_base: str, delay_ms: int) -> None:
+def set_first_packet_delay(http_base: str, upstream_key: str, delay_ms: int) -> None:
+    """The upstream's fault switch takes the upstream's own key (docs/security.md)."""
     request = urllib.request.Request(
         f"{http_base}/_dev/faults",
         data=json.dumps({"first_packet_delay_ms": delay_ms}).encode(),
         method="PUT",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {upstream_key}"},
     )
     with urllib.request.urlopen(request, timeout=10):
         pass

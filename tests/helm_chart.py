@@ -35,8 +35,15 @@ _EXTRA_CONTAINER: dict[str, Any] = {
 # Named value sets every render, lint and schema validation runs over.
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "api-key-value": {"apiKey": {"value": "sk-chart-test-inline-0123456789"}},
-    "existing-secret": {"apiKey": {"existingSecret": "dashscope-key", "secretKey": "api-key"}},
+    # With a key, caller authentication (or VOXGATE_AUTH=none) is required: docs/security.md.
+    "api-key-value": {
+        "apiKey": {"value": "sk-chart-test-inline-0123456789"},
+        "security": {"callers": {"existingSecret": "voxgate-callers"}},
+    },
+    "existing-secret": {
+        "apiKey": {"existingSecret": "dashscope-key", "secretKey": "api-key"},
+        "config": {"VOXGATE_AUTH": "none"},
+    },
     "hpa-off": {
         "autoscaling": {"enabled": False},
         "replicaCount": 3,
@@ -51,6 +58,18 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "extraEnv": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
         }
     },
+    "security": {
+        "apiKey": {"existingSecret": "dashscope-key"},
+        "security": {
+            "tls": {"enabled": True, "secretName": "voxgate-tls"},
+            "mutualTls": {"enabled": True, "caSecret": "callers-ca", "caKey": "bundle.pem"},
+            "callers": {"existingSecret": "voxgate-callers", "secretKey": "callers.toml"},
+            "networkPolicy": {
+                "enabled": True,
+                "ingressFrom": [{"namespaceSelector": {"matchLabels": {"voxgate-client": "true"}}}],
+            },
+        },
+    },
     "everything": {
         "apiKey": {"existingSecret": "dashscope-key"},
         "headless": {"enabled": True},
@@ -59,7 +78,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "containerPort": 6000,
         "service": {"port": 443},
         "drain": {"graceSeconds": 45.5, "preStopSeconds": 10, "shutdownSlackSeconds": 3},
-        "config": {"VOXGATE_POOL_MAX_SIZE": 32, "VOXGATE_POOL_READY_MIN": 8, "VOXGATE_LOG_LEVEL": "DEBUG"},
+        "config": {
+            "VOXGATE_POOL_MAX_SIZE": 32,
+            "VOXGATE_POOL_READY_MIN": 8,
+            "VOXGATE_LOG_LEVEL": "DEBUG",
+            "VOXGATE_AUTH": "none",  # a mesh authenticates callers ("security" has the chart's own auth)
+        },
     },
     "pool-hpa": {
         "otel": {"enabled": True},

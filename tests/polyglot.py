@@ -87,11 +87,17 @@ class Faulty:
     upstream_origin: str
     unreachable: str
     """A loopback address nobody listens on."""
+    upstream_key: str
+    """The upstream's key: its fault switch takes it, like its API (docs/security.md)."""
 
     async def set_faults(self, faults: dict[str, Any]) -> None:
         async with (
             aiohttp.ClientSession() as http,
-            http.put(f"{self.upstream_origin}/_dev/faults", json=faults) as response,
+            http.put(
+                f"{self.upstream_origin}/_dev/faults",
+                json=faults,
+                headers={"Authorization": f"Bearer {self.upstream_key}"},
+            ) as response,
         ):
             assert response.status == 200, await response.text()
 

@@ -30,10 +30,13 @@ from voxgate.observability.telemetry import Telemetry
 from voxgate.observability.telemetry import disabled as telemetry_off
 from voxgate.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
 from voxgate.pool.telemetry import PoolTelemetry
+from voxgate.rpc.auth import Charge, Pricing
+from voxgate.rpc.edge import Edge
 from voxgate.rpc.interceptor import RpcInterceptor
 from voxgate.rpc.retry import RetryPolicy
 from voxgate.rpc.shutdown import InFlight
 from voxgate.speech.connection import Endpoint, Synthesizer, SynthesizerConnector
+from voxgate.speech.protocol import MAX_TEXT_CHARS_PER_CONTINUE, weighted_length
 from voxgate.speech.servicer import SpeechService
 from voxgate.speech.telemetry import SpeechTelemetry
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
@@ -59,6 +62,20 @@ STOP_NOW_TIMEOUT_S = 5.0
 does: for liveness probes, which must not restart pods because DashScope rejects the key."""
 
 
+def _synthesis_charge(request: speech_pb2.SynthesizeRequest) -> Charge:
+    """Characters as billed; a text the servicer will refuse (empty, too long) costs nothing."""
+    characters = weighted_length(request.text) if request.text.strip() else 0
+    return Charge(characters=characters if characters <= MAX_TEXT_CHARS_PER_CONTINUE else 0)
+
+
+PRICING: dict[str, Pricing] = {
+    f"/{SPEECH_SERVICE}/Synthesize": _synthesis_charge,
+    f"/{GENERATION_SERVICE}/Generate": lambda _request: Charge(generation=True),
+    f"/{GENERATION_SERVICE}/GenerateStream": lambda _request: Charge(generation=True),
+}
+"""What each call costs against its caller's rate quotas (voxgate.rpc.quotas); characters as billed."""
+
+
 class App:
     """One voxgate server process. ``await start()``, then ``await stop()``."""
 
@@ -68,6 +85,9 @@ class App:
         self.port = 0
         self.dev_upstream: DevUpstream | None = None
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
+        self.health_port = 0
+        self.edge = Edge()
         self._pool: Pool[Synthesizer] | None = None
         self._health = health.aio.HealthServicer()
         self._speech: SpeechService | None = None
@@ -87,6 +107,13 @@ class App:
 
     async def start(self) -> None:
         settings = self.settings
+        self.edge = Edge.load(
+            cert_file=settings.tls_cert_file,
+            key_file=settings.tls_key_file,
+            client_ca_file=settings.tls_client_ca_file,
+            callers_file=settings.callers_file,
+        )
+        log.info("%s", self.edge.describe())
         endpoint, http_url = await self._endpoint()
         generation_telemetry = GenerationTelemetry(
             self.telemetry, upstream_url=http_url, content_max_chars=settings.trace_content_max_chars
@@ -128,7 +155,14 @@ class App:
             telemetry=SpeechTelemetry(self.telemetry),
         )
         # With telemetry off there is no interceptor at all: the RPC path pays nothing.
-        interceptors = [RpcInterceptor(self.telemetry)] if self.telemetry.enabled else []
+        interceptors: list[grpc.aio.ServerInterceptor] = (
+            [RpcInterceptor(self.telemetry)] if self.telemetry.enabled else []
+        )
+        # After the telemetry interceptor: a refused call is still a span and a counted request.
+        auth = self.edge.interceptor(metered_services=(SPEECH_SERVICE, GENERATION_SERVICE), pricing=PRICING)
+        if auth is not None:
+            interceptors.append(auth)
+        self._stats.add_callers(self.edge.ledger.snapshot)
         # SO_REUSEPORT only for --workers: otherwise a second server on the same port
         # would quietly take half of the connections instead of failing to start.
         server = grpc.aio.server(
@@ -154,9 +188,11 @@ class App:
             ),
             server,
         )
-        self.port = server.add_insecure_port(settings.listen)
+        self.port = self.edge.listen(server, settings.listen)
         if self.port == 0:
             raise OSError(f"VOXGATE_LISTEN: cannot listen on {settings.listen}")
+        if settings.health_listen is not None:
+            await self._serve_health(settings.health_listen)
         for service in ("", SPEECH_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         # Generation needs no warm-up: the session connects on demand and keeps connections alive.
@@ -165,6 +201,24 @@ class App:
         await server.start()
         self._server = server
         self._pool.start()
+
+    async def _serve_health(self, address: str) -> None:
+        """Health only, in plaintext: kubelet's gRPC probes cannot speak TLS (docs/security.md)."""
+        # Shared by --workers like the main port (each worker's health reports its own pool).
+        health_server = grpc.aio.server(options=[("grpc.so_reuseport", int(self.settings.workers > 1))])
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, health_server)
+        self.health_port = health_server.add_insecure_port(address)
+        if self.health_port == 0:
+            raise OSError(f"VOXGATE_HEALTH_LISTEN: cannot listen on {address}")
+        await health_server.start()
+        self._health_server = health_server
+
+    @property
+    def health_address(self) -> str | None:
+        """The plaintext health-only address (VOXGATE_HEALTH_LISTEN), if one is served."""
+        if self.settings.health_listen is None or not self.health_port:
+            return None
+        return f"{self.settings.health_listen.rpartition(':')[0]}:{self.health_port}"
 
     @property
     def address(self) -> str:
@@ -248,6 +302,8 @@ class App:
             await asyncio.gather(*self._health_updates, return_exceptions=True)
         if self._server is not None:
             await self._drain(self._server, grace_s)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         if self._pool is not None:
             await self._pool.close()
         if self._http is not None:
@@ -298,6 +354,8 @@ async def serve(settings: Settings, telemetry: Telemetry | None = None) -> None:
     loop = asyncio.get_running_loop()
     try:
         await app.start()
+        if app.health_address is not None:
+            print(f"voxgate health (plaintext, grpc.health.v1 only) on {app.health_address}", flush=True)
         print(f"voxgate listening on {app.address}", flush=True)
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,4 +1,4 @@
-"""``voxgate serve | synth | generate | stats | dev-upstream``."""
+"""``voxgate serve | synth | generate | stats | caller-key | dev-upstream``."""
 
 from __future__ import annotations
 
@@ -84,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument(
         "--timeout", metavar="SECONDS", type=float, default=60.0, help="deadline in seconds (default: 60)"
     )
+    _add_connection(synth)
     synth.set_defaults(command_parser=synth, handler=_synth)
 
     generate = commands.add_parser("generate", help="generate text through a running voxgate")
@@ -120,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--timeout", metavar="SECONDS", type=float, default=120.0, help="deadline in seconds (default: 120)"
     )
+    _add_connection(generate)
     generate.set_defaults(command_parser=generate, handler=_generate)
 
     stats = commands.add_parser(
@@ -134,7 +136,15 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument(
         "--timeout", metavar="SECONDS", type=float, default=10.0, help="deadline in seconds (default: 10)"
     )
+    _add_connection(stats)
     stats.set_defaults(command_parser=stats, handler=_stats)
+
+    caller_key = commands.add_parser(
+        "caller-key",
+        help="make a new caller key: prints the key once, and the [[caller]] entry for the callers file",
+    )
+    caller_key.add_argument("name", help="the caller's name (in logs, spans, metrics and `voxgate stats`)")
+    caller_key.set_defaults(command_parser=caller_key, handler=_caller_key)
 
     dev = commands.add_parser(
         "dev-upstream", help="run the embedded DashScope-compatible upstream on its own"
@@ -144,6 +154,58 @@ def _parser() -> argparse.ArgumentParser:
     devupstream.add_arguments(dev)
     dev.set_defaults(command_parser=dev, handler=_dev_upstream)
     return parser
+
+
+def _add_connection(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection (a voxgate with TLS or caller keys; docs/security.md)")
+    group.add_argument(
+        "--token",
+        metavar="KEY",
+        help="caller key, sent as 'authorization: Bearer KEY' (default: $VOXGATE_TOKEN; prefer the"
+        " variable: a flag shows in ps)",
+    )
+    group.add_argument("--tls", action="store_true", help="connect with TLS (the system's CA roots)")
+    group.add_argument(
+        "--ca-file", metavar="FILE", help="PEM CA that signed the server certificate (implies --tls)"
+    )
+    group.add_argument(
+        "--cert", metavar="FILE", help="PEM client certificate, for mutual TLS (implies --tls)"
+    )
+    group.add_argument("--key", metavar="FILE", help="PEM private key of --cert")
+
+
+def _client(args: argparse.Namespace) -> Client:
+    from voxgate.client import Client, Connection
+
+    if bool(args.cert) != bool(args.key):
+        args.command_parser.error("--cert and --key go together")
+    connection = Connection.from_env(
+        os.environ,
+        token=args.token,
+        tls=args.tls,
+        ca_file=args.ca_file,
+        cert_file=args.cert,
+        key_file=args.key,
+    )
+    return Client(args.server, connection)
+
+
+def _caller_key(args: argparse.Namespace) -> int:
+    from voxgate.rpc import callers
+
+    try:
+        name = callers.check_name(args.name)
+    except ValueError as exc:
+        args.command_parser.error(str(exc))
+    key = callers.new_key()
+    print(
+        f"# The key of {name!r}, shown this once (voxgate keeps only its hash). Give it to the caller\n"
+        f"# ({'$'}VOXGATE_TOKEN, or 'authorization: Bearer <key>' metadata):\n{key}\n\n"
+        f"# Add this entry to the callers file ({'$'}VOXGATE_CALLERS_FILE); voxgate reloads it on change:\n"
+        f"{callers.toml_block(name, key)}",
+        end="",
+    )
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -182,9 +244,9 @@ def _stats(args: argparse.Namespace) -> int:
     from voxgate.stats.v1 import stats_pb2_grpc
 
     async def run() -> int:
-        async with grpc.aio.insecure_channel(args.server) as channel:
+        async with _client(args) as client:
             try:
-                reply = await stats_pb2_grpc.StatsServiceStub(channel).GetStats(
+                reply = await stats_pb2_grpc.StatsServiceStub(client.channel).GetStats(
                     stats_pb2.GetStatsRequest(), timeout=args.timeout
                 )
             except grpc.aio.AioRpcError as exc:
@@ -192,6 +254,8 @@ def _stats(args: argparse.Namespace) -> int:
                 return 1
         for pool in reply.pools:
             print(_describe_pool(pool))
+        for caller in reply.callers:
+            print(_describe_caller(caller))
         return 0
 
     return asyncio.run(run())
@@ -212,8 +276,17 @@ def _describe_pool(pool: stats_pb2.PoolStats) -> str:
     )
 
 
+def _describe_caller(caller: stats_pb2.CallerUsage) -> str:
+    refused = ", ".join(f"{quota} {count}" for quota, count in sorted(caller.refused.items())) or "none"
+    return (
+        f"caller {caller.name}: {caller.active_streams} running, {caller.requests} calls,"
+        f" {caller.characters} characters ({caller.characters_last_minute} in the last minute),"
+        f" {caller.generation_requests} generation requests ({caller.generation_requests_last_minute} in the"
+        f" last minute); refused: {refused}"
+    )
+
+
 def _synth(args: argparse.Namespace) -> int:
-    from voxgate.client import Client
 
     fmt = args.format or os.path.splitext(args.output)[1].lstrip(".").lower() or "wav"
     if fmt not in FORMATS:
@@ -231,7 +304,7 @@ def _synth(args: argparse.Namespace) -> int:
     )
 
     async def run() -> int:
-        async with Client(args.server) as client:
+        async with _client(args) as client:
             try:
                 result = await client.synthesize_to_file(request, args.output, timeout_s=args.timeout)
             except grpc.aio.AioRpcError as exc:
@@ -253,7 +326,6 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from voxgate.client import Client
 
     messages = [generation_pb2.Message(role="system", content=args.system)] if args.system else []
     try:
@@ -271,7 +343,7 @@ def _generate(args: argparse.Namespace) -> int:
     }
 
     async def run() -> int:
-        async with Client(args.server) as client:
+        async with _client(args) as client:
             try:
                 if args.stream:
                     request = generation_pb2.GenerateStreamRequest(**fields)

@@ -1,6 +1,6 @@
 """A small asyncio client for voxgate, used by the CLI, the tests and the benchmarks.
 
-async with Client("127.0.0.1:50051") as client:
+async with Client("127.0.0.1:50051") as client:   # or Client(target, Connection(token=..., tls=True))
     result = await client.synthesize_to_file(SynthesizeRequest(text="Hello"), "hello.wav")
     print(result.summary.first_packet_delay_ms)
     reply = await client.generate(GenerateRequest(messages=[Message(role="user", content="Hi")]))
@@ -10,12 +10,13 @@ async with Client("127.0.0.1:50051") as client:
 
 from __future__ import annotations
 
+import os
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import grpc
 
@@ -23,6 +24,83 @@ from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
 
 WAV_HEADER_BYTES = 44
+TOKEN_ENV = "VOXGATE_TOKEN"
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """How to reach a voxgate that authenticates callers (docs/security.md).
+
+    ``token`` is the caller key, sent as ``authorization: Bearer <token>``; ``tls`` turns TLS
+    on (with the system's roots, or ``ca_file``); ``cert_file`` + ``key_file`` are the client
+    certificate for mutual TLS. The default is plaintext without a key, for loopback.
+    """
+
+    token: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def __repr__(self) -> str:  # never print the token
+        return f"Connection(token={'set' if self.token else 'unset'}, tls={self.tls})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: object) -> Connection:
+        """``VOXGATE_TOKEN`` as the token unless ``overrides`` gives one; other fields from ``overrides``."""
+        values: dict[str, object] = {"token": environ.get(TOKEN_ENV) or None}
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def secure(self) -> bool:
+        return self.tls or self.ca_file is not None or self.cert_file is not None
+
+    def channel(self, target: str) -> grpc.aio.Channel:
+        interceptors: list[grpc.aio.ClientInterceptor] | None = (
+            [_BearerUnary(self.token), _BearerStream(self.token)] if self.token else None
+        )
+        if not self.secure:
+            return grpc.aio.insecure_channel(target, interceptors=interceptors)
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs both --cert and --key")
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(self.ca_file),
+            private_key=_read(self.key_file),
+            certificate_chain=_read(self.cert_file),
+        )
+        return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
+
+
+def _read(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as file:
+        return file.read()
+
+
+class _Bearer:
+    """Adds ``authorization: Bearer <token>`` to every call (TLS or not: loopback tests use plaintext)."""
+
+    def __init__(self, token: str) -> None:
+        self._entry = ("authorization", f"Bearer {token}")
+
+    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), self._entry)
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+
+# grpc.aio files an interceptor under the first call type it implements only: one class per type.
+class _BearerUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self.details(details), request)
+
+
+class _BearerStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self.details(details), request)
 
 
 class IncompleteStream(Exception):
@@ -41,8 +119,8 @@ class SynthesisResult:
 class Client:
     """One gRPC channel to a voxgate server. Use as ``async with`` or call :meth:`close`."""
 
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target)
+    def __init__(self, target: str, connection: Connection | None = None) -> None:
+        self.channel = (connection or Connection()).channel(target)
         self.speech = speech_pb2_grpc.SpeechServiceStub(self.channel)
         self.generation = generation_pb2_grpc.GenerationServiceStub(self.channel)
 

@@ -21,6 +21,8 @@ from voxgate import settings as declared
 from voxgate.generation.multimodal import DEFAULT_MULTIMODAL_PREFIXES, parse_prefixes
 from voxgate.generation.session import HttpConfig
 from voxgate.pool import OVERFLOW_POLICIES, PoolConfig
+from voxgate.rpc import security
+from voxgate.rpc.security import AUTH_MODES, file_path
 from voxgate.settings import (
     ConfigError,
     Invalid,
@@ -453,6 +455,58 @@ class Settings:
         env="VOXGATE_TRACE_CONTENT_MAX_CHARS",
         metavar="N",
     )
+    # --- edge security (docs/security.md; checks in voxgate.rpc.security) ---
+    tls_cert_file: str | None = setting(
+        None,
+        file_path,
+        "PEM certificate chain: serve TLS (re-read when it changes)",
+        env="VOXGATE_TLS_CERT_FILE",
+        default_text="unset: plaintext",
+        metavar="FILE",
+    )
+    tls_key_file: str | None = setting(
+        None,
+        file_path,
+        "PEM private key of the TLS certificate",
+        env="VOXGATE_TLS_KEY_FILE",
+        default_text="unset",
+        metavar="FILE",
+    )
+    tls_client_ca_file: str | None = setting(
+        None,
+        file_path,
+        "PEM CA: require client certificates it signed (mutual TLS; the subject's"
+        " common name is the caller name)",
+        env="VOXGATE_TLS_CLIENT_CA_FILE",
+        default_text="unset: no client certificates",
+        metavar="FILE",
+    )
+    callers_file: str | None = setting(
+        None,
+        file_path,
+        "TOML file of callers (name, key_sha256, quotas); every call but health"
+        " needs 'authorization: Bearer <key>' (re-read when it changes)",
+        env="VOXGATE_CALLERS_FILE",
+        default_text="unset: no caller keys",
+        metavar="FILE",
+    )
+    auth: str = setting(
+        "auto",
+        _lower,
+        "'none' lets a server with a DashScope key listen beyond loopback without caller"
+        " auth (a mesh authenticates); 'auto' refuses to",
+        check=one_of(*AUTH_MODES),
+        env="VOXGATE_AUTH",
+        metavar="MODE",
+    )
+    health_listen: str | None = setting(
+        None,
+        _listen_address,
+        "a second, plaintext port serving only grpc.health.v1 (for probes when the main port requires TLS)",
+        env="VOXGATE_HEALTH_LISTEN",
+        default_text="unset: health on the main port only",
+        metavar="HOST:PORT",
+    )
     api_key: Secret | None = None
     """From ``DASHSCOPE_API_KEY`` only, never a flag (it would show in ``ps``); not a declared setting."""
 
@@ -463,6 +517,17 @@ class Settings:
             raise Invalid("pool_min_idle", f"must be <= the pool max size ({self.pool_max_size})")
         if self.pool_ready_min is not None and self.pool_ready_min > self.pool_max_size:
             raise Invalid("pool_ready_min", f"must be <= the pool max size ({self.pool_max_size})")
+        problem = security.problems(
+            listen=self.listen,
+            has_api_key=self.api_key is not None,
+            auth=self.auth,
+            tls_cert_file=self.tls_cert_file,
+            tls_key_file=self.tls_key_file,
+            tls_client_ca_file=self.tls_client_ca_file,
+            callers_file=self.callers_file,
+        )
+        if problem is not None:
+            raise Invalid(*problem)
 
     @property
     def embedded_upstream(self) -> bool:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from voxgate.speech.protocol import WS_PATH
 
-from .auth import error_response
+from .auth import error_response, is_authorized, unauthorized
 from .espeak import NATIVE_SAMPLE_RATE, Voice, get_engine
 from .faults import Faults, FaultSwitch
 from .generation import HTTP_API_PATH, GenerationEndpoint
@@ -154,10 +154,17 @@ class DevUpstream:
     async def _get_stats(self, _request: web.Request) -> web.Response:
         return web.json_response(self.stats())
 
-    async def _get_faults(self, _request: web.Request) -> web.Response:
+    async def _get_faults(self, request: web.Request) -> web.Response:
+        if not is_authorized(request, self.options.api_key):
+            return unauthorized()
         return web.json_response(self.faults.to_json())
 
     async def _put_faults(self, request: web.Request) -> web.Response:
+        # The control endpoint takes the upstream's own key, like its API: embedded in voxgate, that
+        # key is random and known only to the two of them, so no other local process can break a
+        # running server (docs/security.md). The counters of /_dev/stats stay open: read-only.
+        if not is_authorized(request, self.options.api_key):
+            return unauthorized()
         try:
             body: Any = await request.json()
             if not isinstance(body, dict):

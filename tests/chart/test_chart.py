@@ -35,6 +35,14 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 # Standard OpenTelemetry SDK variables are read by the SDK, not by voxgate's config.
 OTEL_PREFIX = "OTEL_"
+# Set from security.* values (the mounted Secrets' files; tests/chart/test_chart_security.py).
+SECURITY_DERIVED = {
+    "VOXGATE_TLS_CERT_FILE",
+    "VOXGATE_TLS_KEY_FILE",
+    "VOXGATE_TLS_CLIENT_CA_FILE",
+    "VOXGATE_CALLERS_FILE",
+    "VOXGATE_HEALTH_LISTEN",
+}
 # Downward-API values that exist only to be expanded into OTEL_RESOURCE_ATTRIBUTES.
 DOWNWARD_ENV = {"K8S_POD_NAME": "metadata.name", "K8S_NAMESPACE_NAME": "metadata.namespace"}
 
@@ -78,7 +86,8 @@ def _crd_validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
 
 
 def _validate(doc: dict[str, Any], kube_version: str) -> None:
-    if "." in doc["apiVersion"].partition("/")[0]:
+    group = doc["apiVersion"].partition("/")[0]
+    if "." in group and not group.endswith(".k8s.io"):  # networking.k8s.io etc. are Kubernetes' own
         # A custom resource (keda.sh/...): its CRD's schema, whatever the Kubernetes version.
         errors = [
             f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
@@ -203,8 +212,13 @@ def test_without_a_key_no_key_variable_and_the_notes_say_embedded_upstream() -> 
 
 
 def test_env_variables_are_exactly_the_ones_the_server_reads() -> None:
-    rendered = render(VALUE_SETS["everything"])
-    chart_env = {name for name in rendered.environment() if not name.startswith(OTEL_PREFIX)}
+    # "everything" sets every value but security.*, whose variables "security" sets.
+    chart_env = {
+        name
+        for value_set in ("everything", "security")
+        for name in render(VALUE_SETS[value_set]).environment()
+        if not name.startswith(OTEL_PREFIX)
+    }
     server_env = {spec.env for spec in config.SETTINGS if spec.env} | {config.API_KEY_ENV}
     missing = sorted(server_env - chart_env)
     unknown = sorted(chart_env - server_env - set(DOWNWARD_ENV))
@@ -213,8 +227,8 @@ def test_env_variables_are_exactly_the_ones_the_server_reads() -> None:
 
 
 def test_values_config_has_one_key_per_server_setting() -> None:
-    # The two derived settings come from containerPort and drain.graceSeconds.
-    derived = {"VOXGATE_LISTEN", "VOXGATE_DRAIN_GRACE_S"}
+    # The derived settings come from containerPort, drain.graceSeconds and security (the mounted files).
+    derived = {"VOXGATE_LISTEN", "VOXGATE_DRAIN_GRACE_S"} | SECURITY_DERIVED
     keys = set(chart_values()["config"])
     server_env = {spec.env for spec in config.SETTINGS if spec.env}
     missing, unknown = sorted(server_env - derived - keys), sorted(keys - server_env)
@@ -272,13 +286,20 @@ def test_probes_are_native_grpc_health_checks_on_the_grpc_port(value_set: str) -
     rendered = render(values)
     container = rendered.container()
     port = values.get("containerPort", chart_values()["containerPort"])
-    assert container["ports"] == [{"name": "grpc", "containerPort": port, "protocol": "TCP"}]
+    grpc_port = {"name": "grpc", "containerPort": port, "protocol": "TCP"}
+    if values.get("security", {}).get("tls", {}).get("enabled"):
+        # With TLS, the probes use the plaintext health-only port (kubelet cannot speak TLS).
+        port = chart_values()["security"]["tls"]["healthPort"]
+        assert container["ports"] == [grpc_port, {"name": "health", "containerPort": port, "protocol": "TCP"}]
+        assert config.load(rendered.environment_values()).health_listen == f"0.0.0.0:{port}"
+    else:
+        assert container["ports"] == [grpc_port]
     # Numeric port (Kubernetes gRPC probes take no port names); "" is voxgate's readiness (pool
     # warm, upstream accepting us), LIVENESS_SERVICE only says the process serves.
     for probe, service in (("startupProbe", ""), ("readinessProbe", ""), ("livenessProbe", LIVENESS_SERVICE)):
         assert container[probe]["grpc"] == {"port": port, "service": service}, probe
         assert set(container[probe]) & {"httpGet", "tcpSocket", "exec"} == set(), probe
-    assert config.load(rendered.environment_values()).listen == f"0.0.0.0:{port}"
+    assert config.load(rendered.environment_values()).listen == f"0.0.0.0:{grpc_port['containerPort']}"
 
 
 def test_startup_probe_gives_the_pool_time_to_prewarm() -> None:
@@ -346,7 +367,7 @@ def test_pods_are_hardened() -> None:
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
     assert {"cpu", "memory"} <= set(container["resources"]["limits"])
-    # The only writable path: /tmp, an emptyDir.
+    # The only writable path: /tmp, an emptyDir (security.* adds read-only Secret mounts).
     assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     assert "emptyDir" in pod["volumes"][0]
 
@@ -552,8 +573,9 @@ def test_a_new_key_value_or_setting_rolls_the_pods() -> None:
         annotations = render(values).get("Deployment")["spec"]["template"]["metadata"]["annotations"]
         return {k: v for k, v in annotations.items() if k.startswith("checksum/")}
 
-    one = checksums({"apiKey": {"value": "sk-one-0123456789"}})
-    two = checksums({"apiKey": {"value": "sk-two-0123456789"}})
+    callers = {"security": {"callers": {"existingSecret": "voxgate-callers"}}}  # a key needs caller auth
+    one = checksums({"apiKey": {"value": "sk-one-0123456789"}, **callers})
+    two = checksums({"apiKey": {"value": "sk-two-0123456789"}, **callers})
     assert (
         one["checksum/secret"] != two["checksum/secret"] and one["checksum/config"] == two["checksum/config"]
     )

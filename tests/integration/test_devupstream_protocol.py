@@ -712,9 +712,16 @@ async def test_stop_closes_open_connections(start_upstream: StartUpstream, conne
 async def test_dev_endpoints_switch_faults_and_report_stats(
     start_upstream: StartUpstream, connect: Connect, http: aiohttp.ClientSession
 ) -> None:
-    upstream = await start_upstream()
+    upstream = await start_upstream(api_key=KEY)
     base = f"http://127.0.0.1:{upstream.port}"
-    async with http.put(f"{base}/_dev/faults", json={"throttle": True, "times": 1}) as response:
+    auth = {"Authorization": f"Bearer {KEY}"}
+    for headers in ({}, {"Authorization": "Bearer sk-another-process"}):
+        async with http.put(f"{base}/_dev/faults", json={"throttle": True}, headers=headers) as response:
+            assert response.status == 401
+        async with http.get(f"{base}/_dev/faults", headers=headers) as response:
+            assert response.status == 401
+    assert upstream.faults == Faults()
+    async with http.put(f"{base}/_dev/faults", json={"throttle": True, "times": 1}, headers=auth) as response:
         assert response.status == 200
         assert (await response.json())["throttle"] is True
     assert upstream.faults == Faults(throttle=True, times=1)
@@ -723,10 +730,10 @@ async def test_dev_endpoints_switch_faults_and_report_stats(
     task_id = await client.run_task()
     assert (await client.next_event())["header"]["error_code"] == "Throttling.RateQuota"
 
-    async with http.put(f"{base}/_dev/faults", json={"no_such_fault": 1}) as response:
+    async with http.put(f"{base}/_dev/faults", json={"no_such_fault": 1}, headers=auth) as response:
         assert response.status == 400
         assert "no_such_fault" in (await response.json())["message"]
-    async with http.put(f"{base}/_dev/faults", json={"probability": 2}) as response:
+    async with http.put(f"{base}/_dev/faults", json={"probability": 2}, headers=auth) as response:
         assert response.status == 400
     async with http.get(f"{base}/_dev/stats") as response:
         stats = await response.json()

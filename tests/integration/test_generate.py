@@ -14,7 +14,7 @@ import aiohttp
 import grpc
 import pytest
 
-from harness import gateway_settings, running_gateway
+from harness import API_KEY, gateway_settings, running_gateway
 from voxgate.app import App
 from voxgate.client import Client
 from voxgate.generation.v1 import generation_pb2 as pb
@@ -292,7 +292,8 @@ async def test_generation_faults_switch_at_run_time_over_http(client: Client, up
     origin = upstream.http_base_url.removesuffix("/api/v1")
     async with aiohttp.ClientSession() as http:
         body = {"generation": {"error_status": 429}, "times": 1}
-        async with http.put(f"{origin}/_dev/faults", json=body) as response:
+        auth = {"Authorization": f"Bearer {API_KEY}"}  # the control endpoint takes the upstream's key
+        async with http.put(f"{origin}/_dev/faults", json=body, headers=auth) as response:
             assert response.status == 200
         async with http.get(f"{origin}/_dev/stats") as response:
             assert (await response.json())["generation_connections_opened"] == 0

@@ -7,6 +7,10 @@
 //	defer cancel()
 //	result, err := c.SynthesizeToFile(ctx, &speechv1.SynthesizeRequest{Text: "Hello"}, "hello.wav")
 //
+// A voxgate with TLS or caller keys (docs/security.md):
+//
+//	c, err := client.DialWith("voxgate.internal:50051", client.Security{Token: os.Getenv("VOXGATE_TOKEN"), CAFile: "ca.crt"})
+//
 // Every call has a deadline: a context without one gets DefaultTimeout. Failures are gRPC
 // status errors (status.Code(err), status.Convert(err).Message()); Describe formats one as
 // "INVALID_ARGUMENT: text: must not be empty".
@@ -54,10 +58,16 @@ type Client struct {
 // Dial opens a plaintext channel to target ("127.0.0.1:50051", or "dns:///voxgate-headless:50051"
 // to balance over every pod) with DefaultServiceConfig. Extra options come last, so they win.
 func Dial(target string, opts ...grpc.DialOption) (*Client, error) {
-	options := append([]grpc.DialOption{
-		grpc.WithInsecure(), // grpc-go 1.33 (Debian bookworm) predates credentials/insecure
-		grpc.WithDefaultServiceConfig(DefaultServiceConfig),
-	}, opts...)
+	return DialWith(target, Security{}, opts...)
+}
+
+// DialWith is Dial with TLS, a client certificate and a caller key as security says.
+func DialWith(target string, security Security, opts ...grpc.DialOption) (*Client, error) {
+	transport, err := security.dialOptions()
+	if err != nil {
+		return nil, err
+	}
+	options := append(append(transport, grpc.WithDefaultServiceConfig(DefaultServiceConfig)), opts...)
 	conn, err := grpc.Dial(target, options...)
 	if err != nil {
 		return nil, err

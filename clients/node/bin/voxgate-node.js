@@ -6,7 +6,9 @@
  * voxgate-node generate PROMPT [--stream] [--system TEXT] [--model M] [--max-tokens N] [--json]
  *                        [--image FILE_OR_URL]... [--think] [--tool NAME[=JSON_SCHEMA]]... [--tool-choice C]
  *                        [--timeout SECONDS (default 120)]
- * Both take --server HOST:PORT (default 127.0.0.1:50051). The commands, flags, output and exit
+ * Both take --server HOST:PORT (default 127.0.0.1:50051), and for a voxgate with TLS or caller keys
+ * --token KEY (default $VOXGATE_TOKEN), --tls, --ca-file FILE, --cert FILE --key FILE (docs/security.md).
+ * The commands, flags, output and exit
  * status are those of `voxgate synth` / `voxgate generate` (plus --json): 0 done, 1 the call
  * failed (the gRPC status is printed), 2 bad usage.
  */
@@ -23,15 +25,23 @@ const COMMON = {
   timeout: { type: 'string' },
   model: { type: 'string', default: '' },
   help: { type: 'boolean', short: 'h', default: false },
+  token: { type: 'string' },
+  tls: { type: 'boolean', default: false },
+  'ca-file': { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
 };
+const CONNECTION_USAGE = ' [--token KEY] [--tls] [--ca-file FILE] [--cert FILE] [--key FILE]';
 const USAGES = {
   synth:
     `usage: ${PROG} synth TEXT [-o FILE] [--server HOST:PORT] [--format {mp3,opus,pcm,wav}] [--sample-rate HZ]` +
-    ' [--voice VOICE] [--model MODEL] [--rate FACTOR] [--pitch FACTOR] [--volume N] [--timeout SECONDS]',
+    ' [--voice VOICE] [--model MODEL] [--rate FACTOR] [--pitch FACTOR] [--volume N] [--timeout SECONDS]' +
+    CONNECTION_USAGE,
   generate:
     `usage: ${PROG} generate PROMPT [--stream] [--model MODEL] [--system TEXT] [--max-tokens N]` +
     ' [--image FILE_OR_URL] [--think] [--tool NAME[=JSON_SCHEMA]] [--tool-choice CHOICE]' +
-    ' [--server HOST:PORT] [--timeout SECONDS] [--json]',
+    ' [--server HOST:PORT] [--timeout SECONDS] [--json]' +
+    CONNECTION_USAGE,
 };
 const USAGE = `${USAGES.synth}\n${USAGES.generate.replace('usage:', '      ')}`;
 
@@ -55,8 +65,20 @@ function parse(argv, options, { what, timeoutS }) {
   if (values.help) return { help: true };
   if (positionals.length === 0) throw new UsageError(`the following arguments are required: ${what}`);
   if (positionals.length > 1) throw new UsageError(`unrecognized arguments: ${positionals.slice(1).join(' ')}`);
+  if (Boolean(values.cert) !== Boolean(values.key)) throw new UsageError('--cert and --key go together');
   const timeout = numberOption(values, 'timeout', 'float') ?? timeoutS;
   return { values, text: positionals[0], timeoutMs: timeout * 1000 };
+}
+
+/** A client for `server`, with the connection options (docs/security.md). */
+function connect(values, server) {
+  return new VoxgateClient(server, {
+    token: values.token ?? (process.env.VOXGATE_TOKEN || undefined),
+    tls: values.tls,
+    caFile: values['ca-file'],
+    certFile: values.cert,
+    keyFile: values.key,
+  });
 }
 
 /** The option as a number, undefined if not given; `kind` 'int' or 'float', as argparse's types. */
@@ -103,7 +125,7 @@ async function synth(argv, out) {
     return 2;
   }
   request.format = FORMATS[formatName];
-  const client = new VoxgateClient(values.server);
+  const client = connect(values, values.server);
   try {
     const result = await client.synthesizeToFile(request, values.output, { timeoutMs });
     const s = result.summary;
@@ -155,7 +177,7 @@ async function generate(argv, out) {
     return { name, parameters: schema.join('=') };
   });
   const request = { model: values.model, messages, sampling, tools, toolChoice: values['tool-choice'] };
-  const client = new VoxgateClient(values.target ?? values.server);
+  const client = connect(values, values.target ?? values.server);
   try {
     const started = performance.now();
     if (!values.stream) {

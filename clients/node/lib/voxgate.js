@@ -9,6 +9,9 @@
  *   console.log(result.summary.firstPacketDelayMs);
  *   client.close();
  *
+ * A voxgate with TLS or caller keys (docs/security.md):
+ *   new VoxgateClient('voxgate.internal:50051', { token: process.env.VOXGATE_TOKEN, caFile: 'ca.crt' });
+ *
  * Messages are plain objects with camelCase field names (`sampleRate`, `maxTokens`); enums are
  * their names (`'AUDIO_FORMAT_WAV'`), 64-bit integers are Numbers. Every call has a deadline
  * (`timeoutMs`, default 60 s). Failures reject with grpc-js's ServiceError (`code`, `details`,
@@ -57,6 +60,28 @@ function deadline(timeoutMs) {
   return { deadline: Date.now() + (timeoutMs ?? DEFAULT_TIMEOUT_MS) };
 }
 
+function readOptional(file) {
+  return file ? fs.readFileSync(file) : null;
+}
+
+/** TLS credentials when tls, caFile or certFile asks for them; plaintext otherwise. */
+function channelCredentials({ tls, caFile, certFile, keyFile }) {
+  if (!tls && !caFile && !certFile) return grpc.credentials.createInsecure();
+  if (Boolean(certFile) !== Boolean(keyFile)) throw new Error('a client certificate needs both certFile and keyFile');
+  return grpc.credentials.createSsl(readOptional(caFile), readOptional(keyFile), readOptional(certFile));
+}
+
+/** Adds the caller key to every call's metadata. */
+function bearer(token) {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
+}
+
 /**
  * One channel to a voxgate server (or, with a `dns:///` target and the service config's
  * round_robin policy, to every address the name resolves to). Call `close()` when done.
@@ -67,18 +92,28 @@ class VoxgateClient {
    * @param {object} [options]
    * @param {string} [options.serviceConfigPath]  gRPC service config JSON (default: clients/service_config.json)
    * @param {string} [options.protosDir]  directory holding voxgate/**.proto (default: the repository's protos/)
-   * @param {grpc.ChannelCredentials} [options.credentials]  default: insecure (plaintext)
+   * @param {string} [options.token]  caller key, sent as 'authorization: Bearer <token>' on every call
+   * @param {boolean} [options.tls]  connect with TLS (the system's roots unless caFile)
+   * @param {string} [options.caFile]  PEM CA of the server certificate (implies tls)
+   * @param {string} [options.certFile]  PEM client certificate for mutual TLS, with keyFile (implies tls)
+   * @param {string} [options.keyFile]  PEM private key of certFile
+   * @param {grpc.ChannelCredentials} [options.credentials]  overrides tls/caFile/certFile; default: plaintext
    */
   constructor(target, options = {}) {
     const services = loadServices(options.protosDir ?? DEFAULT_PROTOS_DIR);
     const serviceConfig = fs.readFileSync(options.serviceConfigPath ?? DEFAULT_SERVICE_CONFIG, 'utf8');
-    const credentials = options.credentials ?? grpc.credentials.createInsecure();
+    const credentials = options.credentials ?? channelCredentials(options);
+    // An interceptor rather than call credentials: grpc-js sends those over TLS only, and a token
+    // also goes to a plaintext loopback voxgate (tests) or a TLS-terminating proxy.
+    const interceptors = options.token ? [bearer(options.token)] : [];
     // One channel for both services: they share the HTTP/2 connection(s) and the service config.
     this.speech = new services.SpeechService(target, credentials, {
       'grpc.service_config': JSON.stringify(JSON.parse(serviceConfig)),
+      interceptors,
     });
     this.generation = new services.GenerationService(target, credentials, {
       channelOverride: this.speech.getChannel(),
+      interceptors,
     });
   }
 

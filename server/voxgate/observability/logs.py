@@ -21,6 +21,8 @@ from collections.abc import Iterable
 
 from opentelemetry import trace
 
+from voxgate.rpc.callers import current_caller
+
 REDACTED = "[REDACTED]"
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",]+")
 
@@ -48,7 +50,7 @@ class RedactingFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message, trace_id and span_id, exception."""
+    """One JSON object per record: time, level, logger, message, trace_id and span_id, caller, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, str] = {
@@ -63,6 +65,9 @@ class JsonFormatter(logging.Formatter):
         if span_context.is_valid:
             entry["trace_id"] = trace.format_trace_id(span_context.trace_id)
             entry["span_id"] = trace.format_span_id(span_context.span_id)
+        caller = current_caller.get()  # the authenticated caller of the call that logged
+        if caller is not None:
+            entry["caller"] = caller
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -37,6 +37,8 @@ EXCEPTION_MESSAGE: Final = "exception.message"
 ERROR_TYPE: Final = "error.type"
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
+CALLER: Final = "voxgate.caller"
+"""The authenticated caller's name (docs/security.md), never its key."""
 
 # --- attributes: the pool (shape of db.client.connection.*) -----------------------------------
 

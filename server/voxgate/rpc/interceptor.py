@@ -26,6 +26,7 @@ from opentelemetry import propagate, trace
 
 from voxgate.observability import names
 from voxgate.observability.telemetry import Telemetry
+from voxgate.rpc.callers import current_caller
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
@@ -147,6 +148,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                     )
             span.end()
             del attributes[names.RPC_SYSTEM]
+            caller = current_caller.get()  # set by voxgate.rpc.auth in this call's task
+            if caller is not None:
+                attributes[names.CALLER] = caller
             self._requests.add(1, attributes)
             self._duration.record((time.perf_counter() - started) * 1000, attributes)
 

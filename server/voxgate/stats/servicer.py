@@ -13,6 +13,7 @@ from collections.abc import Callable
 import grpc
 
 from voxgate.pool import LeaseGranted, PoolEvent, PoolStats
+from voxgate.rpc.quotas import UsageSnapshot
 from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
 
 Context = grpc.aio.ServicerContext[stats_pb2.GetStatsRequest, stats_pb2.GetStatsResponse]
@@ -40,6 +41,11 @@ class StatsService(stats_pb2_grpc.StatsServiceServicer):
 
     def __init__(self) -> None:
         self._pools: dict[str, tuple[StatsSource, PeakInUse]] = {}
+        self._callers: Callable[[], list[UsageSnapshot]] = list
+
+    def add_callers(self, usage: Callable[[], list[UsageSnapshot]]) -> None:
+        """Report each authenticated caller's use (voxgate.rpc.quotas.Ledger.snapshot)."""
+        self._callers = usage
 
     def add_pool(self, name: str, stats: StatsSource, peak: PeakInUse) -> None:
         self._pools[name] = (stats, peak)
@@ -48,7 +54,8 @@ class StatsService(stats_pb2_grpc.StatsServiceServicer):
         self, request: stats_pb2.GetStatsRequest, context: Context
     ) -> stats_pb2.GetStatsResponse:
         return stats_pb2.GetStatsResponse(
-            pools=[pool_stats(name, stats(), peak.peak) for name, (stats, peak) in self._pools.items()]
+            pools=[pool_stats(name, stats(), peak.peak) for name, (stats, peak) in self._pools.items()],
+            callers=[caller_usage(usage) for usage in self._callers()],
         )
 
 
@@ -77,4 +84,17 @@ def pool_stats(name: str, stats: PoolStats, peak_in_use: int) -> stats_pb2.PoolS
         overflow_in_use=stats.overflow_in_use,
         overflow_leases=stats.overflow_leases,
         serving=stats.serving,
+    )
+
+
+def caller_usage(usage: UsageSnapshot) -> stats_pb2.CallerUsage:
+    return stats_pb2.CallerUsage(
+        name=usage.name,
+        active_streams=usage.active_streams,
+        requests=usage.requests,
+        characters=usage.characters,
+        generation_requests=usage.generation_requests,
+        characters_last_minute=usage.characters_last_minute,
+        generation_requests_last_minute=usage.generation_requests_last_minute,
+        refused=usage.refused,
     )

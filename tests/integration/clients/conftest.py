@@ -57,7 +57,7 @@ def faulty() -> Iterator[Faulty]:
         with socket.socket() as probe:  # a port that was free a moment ago: connections are refused
             probe.bind(("127.0.0.1", 0))
             unreachable = f"127.0.0.1:{probe.getsockname()[1]}"
-        yield Faulty(address, origin, unreachable)
+        yield Faulty(address, origin, unreachable, UPSTREAM_KEY)
         assert server.terminate() == 0, server.output()
     finally:
         server.kill()

@@ -6,7 +6,9 @@
 //	                      [--image FILE_OR_URL]... [--think] [--tool NAME[=JSON_SCHEMA]]... [--tool-choice C]
 //	                      [--timeout SECONDS (default 120)]
 //
-// Both take --server HOST:PORT (default 127.0.0.1:50051). The commands, flags, output and exit
+// Both take --server HOST:PORT (default 127.0.0.1:50051), and for a voxgate with TLS or caller keys
+// --token KEY (default $VOXGATE_TOKEN), --tls, --ca-file FILE, --cert FILE --key FILE
+// (docs/security.md). The commands, flags, output and exit
 // status are those of `voxgate synth` / `voxgate generate` (plus --json): 0 done, 1 the call
 // failed (the gRPC status is printed), 2 bad usage.
 package main
@@ -35,13 +37,15 @@ import (
 
 const prog = "voxgate-go"
 
+const connectionUsage = " [--token KEY] [--tls] [--ca-file FILE] [--cert FILE] [--key FILE]"
+
 var usages = map[string]string{
 	"synth": "usage: " + prog + " synth TEXT [-o FILE] [--server HOST:PORT] [--format {mp3,opus,pcm,wav}]" +
 		" [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--rate FACTOR] [--pitch FACTOR] [--volume N]" +
-		" [--timeout SECONDS]",
+		" [--timeout SECONDS]" + connectionUsage,
 	"generate": "usage: " + prog + " generate PROMPT [--stream] [--model MODEL] [--system TEXT] [--max-tokens N]" +
 		" [--image FILE_OR_URL] [--think] [--tool NAME[=JSON_SCHEMA]] [--tool-choice CHOICE]" +
-		" [--server HOST:PORT] [--timeout SECONDS] [--json]",
+		" [--server HOST:PORT] [--timeout SECONDS] [--json]" + connectionUsage,
 }
 
 var usage = usages["synth"] + "\n" + strings.Replace(usages["generate"], "usage:", "      ", 1)
@@ -85,9 +89,10 @@ func newOptional(flags *flag.FlagSet, name, kind, help string) *optional {
 
 // common holds the options every command takes.
 type common struct {
-	server  string
-	timeout *optional
-	model   string
+	server   string
+	timeout  *optional
+	model    string
+	security client.Security
 }
 
 func newFlags(name string) (*flag.FlagSet, *common) {
@@ -98,6 +103,11 @@ func newFlags(name string) (*flag.FlagSet, *common) {
 	flags.StringVar(&opts.server, "server", "127.0.0.1:50051", "voxgate address")
 	opts.timeout = newOptional(flags, "timeout", "float", "deadline in seconds")
 	flags.StringVar(&opts.model, "model", "", "model (default: the server's)")
+	flags.StringVar(&opts.security.Token, "token", os.Getenv("VOXGATE_TOKEN"), "caller key")
+	flags.BoolVar(&opts.security.TLS, "tls", false, "connect with TLS")
+	flags.StringVar(&opts.security.CAFile, "ca-file", "", "PEM CA of the server certificate")
+	flags.StringVar(&opts.security.CertFile, "cert", "", "PEM client certificate (mutual TLS)")
+	flags.StringVar(&opts.security.KeyFile, "key", "", "PEM key of --cert")
 	return flags, opts
 }
 
@@ -189,7 +199,7 @@ func synth(args []string) error {
 		value := uint32(volume.value)
 		request.Volume = &value
 	}
-	c, err := client.Dial(opts.server)
+	c, err := client.DialWith(opts.server, opts.security)
 	if err != nil {
 		return err
 	}
@@ -253,7 +263,7 @@ func generate(args []string) error {
 		name, schema, _ := strings.Cut(spec, "=")
 		tools = append(tools, &generationv1.Tool{Name: name, Parameters: schema})
 	}
-	c, err := client.Dial(opts.server)
+	c, err := client.DialWith(opts.server, opts.security)
 	if err != nil {
 		return err
 	}

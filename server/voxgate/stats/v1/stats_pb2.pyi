@@ -11,10 +11,39 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("pools",)
+    __slots__ = ("pools", "callers")
     POOLS_FIELD_NUMBER: _ClassVar[int]
+    CALLERS_FIELD_NUMBER: _ClassVar[int]
     pools: _containers.RepeatedCompositeFieldContainer[PoolStats]
-    def __init__(self, pools: _Optional[_Iterable[_Union[PoolStats, _Mapping]]] = ...) -> None: ...
+    callers: _containers.RepeatedCompositeFieldContainer[CallerUsage]
+    def __init__(self, pools: _Optional[_Iterable[_Union[PoolStats, _Mapping]]] = ..., callers: _Optional[_Iterable[_Union[CallerUsage, _Mapping]]] = ...) -> None: ...
+
+class CallerUsage(_message.Message):
+    __slots__ = ("name", "active_streams", "requests", "characters", "generation_requests", "characters_last_minute", "generation_requests_last_minute", "refused")
+    class RefusedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    CHARACTERS_LAST_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_REQUESTS_LAST_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    active_streams: int
+    requests: int
+    characters: int
+    generation_requests: int
+    characters_last_minute: int
+    generation_requests_last_minute: int
+    refused: _containers.ScalarMap[str, int]
+    def __init__(self, name: _Optional[str] = ..., active_streams: _Optional[int] = ..., requests: _Optional[int] = ..., characters: _Optional[int] = ..., generation_requests: _Optional[int] = ..., characters_last_minute: _Optional[int] = ..., generation_requests_last_minute: _Optional[int] = ..., refused: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class PoolStats(_message.Message):
     __slots__ = ("name", "idle", "in_use", "connecting", "pending", "max_size", "peak_in_use", "created", "connect_failures", "leases", "warm_leases", "reused_leases", "queued_leases", "timeouts", "evicted", "reuse_ratio", "utilization", "peak_utilization", "checking", "overflow_in_use", "overflow_leases", "serving")
