@@ -30,10 +30,13 @@ from voxgate.observability.telemetry import Telemetry
 from voxgate.observability.telemetry import disabled as telemetry_off
 from voxgate.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
 from voxgate.pool.telemetry import PoolTelemetry
+from voxgate.rpc.admission import AdmissionInterceptor, Overload, server_options
 from voxgate.rpc.interceptor import RpcInterceptor
 from voxgate.rpc.retry import RetryPolicy
 from voxgate.rpc.shutdown import InFlight
 from voxgate.speech.connection import Endpoint, Synthesizer, SynthesizerConnector
+from voxgate.speech.ratelimit import TaskStartLimiter
+from voxgate.speech.salvage import Salvager
 from voxgate.speech.servicer import SpeechService
 from voxgate.speech.telemetry import SpeechTelemetry
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
@@ -78,6 +81,8 @@ class App:
         self._stopping = False
         self._stop_now = asyncio.Event()
         self._in_flight = InFlight()
+        self.overload = Overload(max_concurrent_rpcs=settings.max_concurrent_rpcs)
+        self._salvager: Salvager | None = None
 
     @property
     def pool(self) -> Pool[Synthesizer]:
@@ -112,18 +117,38 @@ class App:
         if pool_telemetry is not None:
             pool_telemetry.observe(self._pool.stats)
         self._stats.add_pool(TTS_POOL, self._pool.stats, peak)
+        self._salvager = Salvager(
+            self._pool,
+            timeout_s=settings.salvage_timeout_s,
+            max_in_flight=settings.salvage_max_in_flight,
+            overload=self.overload,
+        )
         self._speech = SpeechService(
             self._pool,
             Defaults(model=settings.default_model, voice=settings.default_voice),
             max_attempts=settings.max_attempts,
             telemetry=SpeechTelemetry(self.telemetry),
+            overload=self.overload,
+            write_stall_timeout_s=settings.write_stall_timeout_s,
+            salvager=self._salvager,
+            task_starts=TaskStartLimiter(settings.task_start_rate, settings.task_start_burst, self.overload),
         )
-        # With telemetry off there is no interceptor at all: the RPC path pays nothing.
-        interceptors = [RpcInterceptor(self.telemetry)] if self.telemetry.enabled else []
+        self._stats.overload = self.overload
+        # Telemetry outermost, so refused calls get a span and a count too; with telemetry off
+        # there is no RpcInterceptor at all.
+        interceptors: list[grpc.aio.ServerInterceptor] = (
+            [RpcInterceptor(self.telemetry)] if self.telemetry.enabled else []
+        )
+        interceptors.append(AdmissionInterceptor(self.overload))
         # SO_REUSEPORT only for --workers: otherwise a second server on the same port
         # would quietly take half of the connections instead of failing to start.
         server = grpc.aio.server(
-            interceptors=interceptors, options=[("grpc.so_reuseport", int(settings.workers > 1))]
+            interceptors=interceptors,
+            options=[
+                ("grpc.so_reuseport", int(settings.workers > 1)),
+                ("grpc.max_receive_message_length", settings.max_request_bytes),
+                *server_options(settings.max_concurrent_rpcs),
+            ],
         )
         # Tracked, so that a stop at once can answer each running call with a clear status.
         track = self._in_flight.track
@@ -229,6 +254,8 @@ class App:
             await asyncio.gather(*self._health_updates, return_exceptions=True)
         if self._server is not None:
             await self._drain(self._server, grace_s)
+        if self._salvager is not None:
+            await self._salvager.close()
         if self._pool is not None:
             await self._pool.close()
         if self._http is not None:

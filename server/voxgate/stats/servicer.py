@@ -13,6 +13,7 @@ from collections.abc import Callable
 import grpc
 
 from voxgate.pool import LeaseGranted, PoolEvent, PoolStats
+from voxgate.rpc.admission import Overload
 from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
 
 Context = grpc.aio.ServicerContext[stats_pb2.GetStatsRequest, stats_pb2.GetStatsResponse]
@@ -40,6 +41,7 @@ class StatsService(stats_pb2_grpc.StatsServiceServicer):
 
     def __init__(self) -> None:
         self._pools: dict[str, tuple[StatsSource, PeakInUse]] = {}
+        self.overload: Overload | None = None
 
     def add_pool(self, name: str, stats: StatsSource, peak: PeakInUse) -> None:
         self._pools[name] = (stats, peak)
@@ -48,7 +50,8 @@ class StatsService(stats_pb2_grpc.StatsServiceServicer):
         self, request: stats_pb2.GetStatsRequest, context: Context
     ) -> stats_pb2.GetStatsResponse:
         return stats_pb2.GetStatsResponse(
-            pools=[pool_stats(name, stats(), peak.peak) for name, (stats, peak) in self._pools.items()]
+            pools=[pool_stats(name, stats(), peak.peak) for name, (stats, peak) in self._pools.items()],
+            overload=overload_stats(self.overload) if self.overload is not None else None,
         )
 
 
@@ -77,4 +80,17 @@ def pool_stats(name: str, stats: PoolStats, peak_in_use: int) -> stats_pb2.PoolS
         overflow_in_use=stats.overflow_in_use,
         overflow_leases=stats.overflow_leases,
         serving=stats.serving,
+    )
+
+
+def overload_stats(overload: Overload) -> stats_pb2.OverloadStats:
+    return stats_pb2.OverloadStats(
+        in_flight=overload.in_flight,
+        max_concurrent_rpcs=overload.max_concurrent_rpcs,
+        refused=overload.refused,
+        writes_stalled=overload.writes_stalled,
+        salvaged=overload.salvaged,
+        salvage_closed=overload.salvage_closed,
+        salvages_in_flight=overload.salvages_in_flight,
+        rate_limited_waits=overload.rate_limited_waits,
     )
