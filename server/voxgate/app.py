@@ -8,6 +8,7 @@ in-flight streams given ``drain_grace_s`` to finish, then everything closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import signal
@@ -80,6 +81,7 @@ class App:
         self._health_updates: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._stop_now = asyncio.Event()
+        self._cutting = False
         self._in_flight = InFlight()
         self.overload = Overload(max_concurrent_rpcs=settings.max_concurrent_rpcs)
         self._salvager: Salvager | None = None
@@ -133,6 +135,7 @@ class App:
             salvager=self._salvager,
             task_starts=TaskStartLimiter(settings.task_start_rate, settings.task_start_burst, self.overload),
         )
+        self._speech.cutting = self._in_flight.cutting_current
         self._stats.overload = self.overload
         # Telemetry outermost, so refused calls get a span and a count too; with telemetry off
         # there is no RpcInterceptor at all.
@@ -273,22 +276,27 @@ class App:
             self._stop_now.set()
 
     async def _drain(self, server: grpc.aio.Server, grace_s: float) -> None:
-        cut_short = asyncio.ensure_future(self._cut_short(server))
+        cut = asyncio.ensure_future(self._cut(server, grace_s))
         try:
             # Awaited here, not in a task: the shutdown starts in this step. Started a loop step
             # later, a call sent on seeing NOT_SERVING could land half-way and end CANCELLED
             # instead of being refused UNAVAILABLE (seen in tests/faults/test_drain.py).
-            await server.stop(grace_s)
+            # gRPC's own cut comes later than ours (_cut), which answers each call first.
+            await server.stop(grace_s + STOP_NOW_TIMEOUT_S)
         finally:
-            if self._stop_now.is_set():
-                await cut_short
+            if self._cutting:
+                await cut
             else:
-                cut_short.cancel()
+                cut.cancel()
 
-    async def _cut_short(self, server: grpc.aio.Server) -> None:
-        await self._stop_now.wait()
-        # Our calls first, so each caller reads why; then a zero grace makes gRPC cancel whatever
-        # is left (health watches, reflection) and ends the running stop.
+    async def _cut(self, server: grpc.aio.Server, grace_s: float) -> None:
+        """At the end of the grace, or at once on a second signal, cut the calls still running."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                await self._stop_now.wait()
+        self._cutting = True
+        # Our calls first, so each caller reads why (a stream: how much audio it got); then a
+        # zero grace makes gRPC cancel whatever is left (health watches, reflection).
         await self._in_flight.cancel_all(timeout_s=STOP_NOW_TIMEOUT_S)
         await server.stop(0)
 

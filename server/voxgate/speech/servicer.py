@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -20,6 +21,7 @@ from voxgate.pool import Lease, Pool, PoolTimeout
 from voxgate.rpc.admission import REFUSED_POOL_BUSY, REFUSED_TASK_START_RATE, Overload
 from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, Failure
 from voxgate.rpc.retry import GaveUp, RetryPolicy, deadline_of, run_with_retries
+from voxgate.rpc.shutdown import SHUTTING_DOWN_NOW
 from voxgate.rpc.stall import WriteGuard, WriteStalled
 from voxgate.speech.connection import Synthesizer
 from voxgate.speech.errors import classify_speech
@@ -83,6 +85,8 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         )
         self._telemetry = telemetry
         self.draining = False
+        self.cutting: Callable[[], bool] = lambda: False
+        """True in a call that the end of a drain is cutting (voxgate.rpc.shutdown.InFlight)."""
 
     async def Synthesize(  # type: ignore[override]  # writes with context.write (see below)
         self,
@@ -116,6 +120,17 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
                 self._done(params, progress)
                 self._count_overload(gave_up)
                 await self._fail(context, gave_up.failure, progress)
+            except asyncio.CancelledError:
+                if not self.cutting():
+                    raise  # the caller went away: nobody to answer
+                # The drain's end: say how much audio the caller got, as for any interruption.
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                self._done(params, progress)
+                await self._fail(
+                    context, Failure(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN_NOW, retryable=True), progress
+                )
             self._done(params, progress)
             try:
                 await guard.write(context.write(speech_pb2.SynthesizeResponse(summary=summary)))
