@@ -31,7 +31,7 @@ from voxgate.observability.telemetry import Telemetry
 from voxgate.observability.telemetry import disabled as telemetry_off
 from voxgate.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
 from voxgate.pool.telemetry import PoolTelemetry
-from voxgate.rpc.admission import AdmissionInterceptor, Overload, server_options
+from voxgate.rpc.admission import AdmissionInterceptor, Overload, overload_metrics, server_options
 from voxgate.rpc.interceptor import RpcInterceptor
 from voxgate.rpc.retry import RetryPolicy
 from voxgate.rpc.shutdown import InFlight
@@ -137,12 +137,14 @@ class App:
         )
         self._speech.cutting = self._in_flight.cutting_current
         self._stats.overload = self.overload
+        if self.telemetry.enabled:
+            overload_metrics(self.telemetry.meter, self.overload)
         # Telemetry outermost, so refused calls get a span and a count too; with telemetry off
         # there is no RpcInterceptor at all.
         interceptors: list[grpc.aio.ServerInterceptor] = (
             [RpcInterceptor(self.telemetry)] if self.telemetry.enabled else []
         )
-        interceptors.append(AdmissionInterceptor(self.overload))
+        interceptors.append(AdmissionInterceptor(self.overload, exempt=(STATS_SERVICE,)))
         # SO_REUSEPORT only for --workers: otherwise a second server on the same port
         # would quietly take half of the connections instead of failing to start.
         server = grpc.aio.server(

@@ -173,6 +173,8 @@ def _stats(args: argparse.Namespace) -> int:
                 return 1
         for pool in reply.pools:
             print(_describe_pool(pool))
+        if reply.HasField("overload"):
+            print(_describe_overload(reply.overload))
         return 0
 
     return asyncio.run(run())
@@ -190,6 +192,17 @@ def _describe_pool(pool: stats_pb2.PoolStats) -> str:
         f"  utilization {pool.utilization:.0%} now, {pool.peak_utilization:.0%} at peak"
         f" ({pool.peak_in_use} of {pool.max_size}; target 60-80 % at peak)\n"
         f"  connections opened {pool.created}, failed {pool.connect_failures}; evicted: {evicted}"
+    )
+
+
+def _describe_overload(overload: stats_pb2.OverloadStats) -> str:
+    refused = ", ".join(f"{reason} {count}" for reason, count in sorted(overload.refused.items())) or "none"
+    limit = overload.max_concurrent_rpcs or "no limit"
+    return (
+        f"overload: {overload.in_flight} calls in flight (limit {limit}); refused: {refused}\n"
+        f"  writes stalled {overload.writes_stalled}; cancelled tasks salvaged {overload.salvaged},"
+        f" closed {overload.salvage_closed}, salvaging now {overload.salvages_in_flight};"
+        f" task starts that waited for the rate limit {overload.rate_limited_waits}"
     )
 
 

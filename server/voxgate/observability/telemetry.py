@@ -153,6 +153,13 @@ METRIC_TIME_TO_FIRST_TOKEN: Final = "voxgate.generation.time_to_first_token"
 METRIC_GEN_AI_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
 METRIC_HTTP_CREATED: Final = "voxgate.http.connection.created"
 METRIC_HTTP_REUSED: Final = "voxgate.http.connection.reused"
+METRIC_OVERLOAD: Final = "voxgate.server.overload"
+"""Calls refused or cut for overload and abuse, by kind and reason (voxgate.rpc.admission)."""
+OVERLOAD_KIND: Final = "voxgate.overload.kind"
+"""refused, writes_stalled, salvaged, salvage_closed or rate_limited_waits."""
+OVERLOAD_REASON: Final = "voxgate.overload.reason"
+OVERLOAD_PREFIX: Final = "voxgate.overload."
+"""On a call's span: ``voxgate.overload.<kind>`` = the reason (or true) of what happened to it."""
 
 # --- set-up ----------------------------------------------------------------------------------
 

@@ -22,7 +22,9 @@ from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.message import DecodeError
+from opentelemetry import trace
 
+from voxgate.observability import telemetry as names
 from voxgate.rpc.errors import MD_REFUSED
 
 log = logging.getLogger(__name__)
@@ -89,11 +91,29 @@ class Overload:
         self._notify(kind, reason)
 
     def _notify(self, kind: str, reason: str) -> None:
+        # On the call's span when counted in its handler (a salvage's outcome comes later: none).
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute(names.OVERLOAD_PREFIX + kind, reason or True)
         for listener in self.listeners:
             try:
                 listener(kind, reason)
             except Exception:
                 log.exception("overload listener failed")
+
+
+def overload_metrics(meter: Any, overload: Overload) -> None:
+    """Export every count of ``overload`` as the ``voxgate.server.overload`` counter."""
+    counter = meter.create_counter(
+        names.METRIC_OVERLOAD,
+        unit="{call}",
+        description="calls refused or cut for overload, by kind and reason",
+    )
+
+    def record(kind: str, reason: str) -> None:
+        counter.add(1, {names.OVERLOAD_KIND: kind, names.OVERLOAD_REASON: reason})
+
+    overload.listeners.append(record)
 
 
 def server_options(max_concurrent_rpcs: int) -> list[tuple[str, int]]:
@@ -122,12 +142,16 @@ class _Undecodable:
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     """Install with ``grpc.aio.server(interceptors=[..., AdmissionInterceptor(overload)])``.
 
-    Only methods under ``prefix`` count (health checks and reflection are never refused).
+    Only methods under ``prefix`` count (health checks and reflection are never refused), and
+    not those of the ``exempt`` services (the stats an operator reads during an overload).
     """
 
-    def __init__(self, overload: Overload, *, prefix: str = "/voxgate.") -> None:
+    def __init__(
+        self, overload: Overload, *, prefix: str = "/voxgate.", exempt: tuple[str, ...] = ()
+    ) -> None:
         self._overload = overload
         self._prefix = prefix
+        self._exempt = tuple(f"/{service}/" for service in exempt)
 
     async def intercept_service(
         self,
@@ -136,7 +160,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or not method.startswith(self._prefix):
+        if handler is None or not method.startswith(self._prefix) or method.startswith(self._exempt):
             return handler
         if handler.request_streaming:
             behavior = handler.stream_stream if handler.response_streaming else handler.stream_unary

@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from opentelemetry import trace
+
+from voxgate.observability import telemetry as names
 from voxgate.pool import Lease, Pool
 from voxgate.rpc.admission import Overload
 from voxgate.speech.connection import Synthesizer
@@ -46,6 +49,9 @@ class Salvager:
             self._overload.count("salvage_closed", reason)
             return False
         self._overload.salvages_in_flight += 1
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute(names.OVERLOAD_PREFIX + "salvage", "started")
         salvage = asyncio.get_running_loop().create_task(self._salvage(lease, task))
         self._tasks.add(salvage)
         salvage.add_done_callback(self._tasks.discard)
