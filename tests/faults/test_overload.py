@@ -16,6 +16,7 @@ import pytest
 
 from harness import API_KEY, TEXT, Request, collect, gateway_settings, pool_back_to_size, running_gateway
 from voxgate.client import Client
+from voxgate.generation.v1 import generation_pb2
 from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, MD_REFUSED
 from voxgate.speech.v1 import speech_pb2
 from voxgate_dev import DevUpstream, UpstreamOptions
@@ -304,3 +305,16 @@ async def test_a_start_that_would_wait_past_the_deadline_is_refused_saying_why()
             assert app.overload.refused == {"task_start_rate": 1}
     finally:
         await upstream.stop()
+
+
+async def test_generate_refuses_too_many_messages_or_characters_naming_the_field(client: Client) -> None:
+    stub = client.generation
+    many = [generation_pb2.Message(role="user", content="Hi.")] * 2000
+    huge = [generation_pb2.Message(role="user", content="x" * 500_000)]
+    bad_role = [generation_pb2.Message(role="r" * 10_000, content="Hi.")]
+    for messages, field in ((many, "messages"), (huge, "messages"), (bad_role, "messages[0].role")):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Generate(generation_pb2.GenerateRequest(messages=messages), timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        details = info.value.details() or ""
+        assert details.startswith(f"{field}: ") and len(details) < 300, details
