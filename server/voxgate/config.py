@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from voxgate import settings as declared
+from voxgate.generation.multimodal import DEFAULT_MULTIMODAL_PREFIXES, parse_prefixes
 from voxgate.generation.session import HttpConfig
 from voxgate.pool import OVERFLOW_POLICIES, PoolConfig
 from voxgate.settings import (
@@ -26,6 +27,7 @@ from voxgate.settings import (
     Setting,
     above,
     at_least,
+    boolean,
     integer,
     non_empty,
     number,
@@ -289,10 +291,10 @@ class Settings:
         metavar="N",
     )
     max_request_bytes: int = setting(
-        2 * 1024 * 1024,
+        4 * 1024 * 1024,
         integer,
-        "largest request message accepted (grpc.max_receive_message_length); larger ones are refused"
-        " RESOURCE_EXHAUSTED before they are decoded",
+        "largest request message accepted (grpc.max_receive_message_length: room for a 3 MiB inline"
+        " image); larger ones are refused RESOURCE_EXHAUSTED before they are decoded",
         check=at_least(1024),
         env="VOXGATE_MAX_REQUEST_BYTES",
         metavar="BYTES",
@@ -424,7 +426,7 @@ class Settings:
     http_first_byte_timeout_s: float = setting(
         _HTTP["first_byte_timeout_s"],
         number,
-        "longest wait for the upstream's answer to start, and then between two reads of a stream",
+        "streams: longest wait for the stream to start, and then between two of its reads",
         check=above(0),
         env="VOXGATE_HTTP_FIRST_BYTE_TIMEOUT_S",
         metavar=SECONDS,
@@ -432,7 +434,8 @@ class Settings:
     http_total_timeout_s: float = setting(
         _HTTP["total_timeout_s"],
         number,
-        "limit of one whole generation call, waiting for a free connection included",
+        "limit of one whole generation call, waiting for a free connection included; the only limit"
+        " of a Generate (not streamed), whose answer comes whole",
         check=above(0),
         env="VOXGATE_HTTP_TOTAL_TIMEOUT_S",
         metavar=SECONDS,
@@ -451,6 +454,43 @@ class Settings:
         "server processes sharing the listen port (SO_REUSEPORT), each with its own pool",
         check=at_least(1),
         env="VOXGATE_WORKERS",
+        metavar="N",
+    )
+    workspace: str | None = setting(
+        None,
+        stripped,
+        "DashScope workspace id (the vendor SDK's variable): sent as X-DashScope-WorkSpace on every"
+        " WebSocket handshake and HTTP call; unset: the account's default workspace",
+        check=non_empty,
+        env="DASHSCOPE_WORKSPACE",
+        metavar="ID",
+        default_text="unset",
+    )
+    multimodal_model_prefixes: tuple[str, ...] = setting(
+        DEFAULT_MULTIMODAL_PREFIXES,
+        parse_prefixes,
+        "model name prefixes sent to the multimodal endpoint, comma-separated; a request with an image"
+        " goes there whatever its model",
+        env="VOXGATE_MULTIMODAL_MODEL_PREFIXES",
+        metavar="PREFIX,...",
+        default_text=",".join(DEFAULT_MULTIMODAL_PREFIXES),
+    )
+    http_retry_sent_timeouts: bool = setting(
+        False,
+        boolean,
+        "retry a generation whose HTTP timeout struck after the whole request was sent (false: the"
+        " upstream may still generate that answer, and bills it, so a retry can bill it twice)",
+        env="VOXGATE_HTTP_RETRY_SENT_TIMEOUTS",
+        metavar="BOOL",
+        default_text="false",
+    )
+    trace_content_max_chars: int = setting(
+        16384,
+        integer,
+        "with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true: most characters of prompt or"
+        " answer text per span attribute; the rest is cut and marked",
+        check=at_least(1),
+        env="VOXGATE_TRACE_CONTENT_MAX_CHARS",
         metavar="N",
     )
     api_key: Secret | None = None

@@ -24,7 +24,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
 
-from voxgate.observability import telemetry as names
+from voxgate.observability import names
 from voxgate.rpc.errors import MD_REFUSED
 
 log = logging.getLogger(__name__)

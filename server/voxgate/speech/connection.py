@@ -63,6 +63,8 @@ class Endpoint:
     close_timeout_s: float = 2.0
     receive_queue_frames: int = 16
     """Frames buffered ahead of a slow reader; past it TCP pushes back on the upstream."""
+    workspace: str = ""
+    """Sent as ``X-DashScope-WorkSpace`` in the handshake when set, as the SDK does."""
 
 
 class Synthesizer:
@@ -80,7 +82,10 @@ class Synthesizer:
         try:
             ws = await connect(
                 endpoint.url,
-                additional_headers={"Authorization": f"Bearer {endpoint.api_key}"},
+                additional_headers={
+                    "Authorization": f"Bearer {endpoint.api_key}",
+                    **({"X-DashScope-WorkSpace": endpoint.workspace} if endpoint.workspace else {}),
+                },
                 user_agent_header=USER_AGENT,
                 compression=None,  # the SDK negotiates none (docs/protocol.md#handshake-and-headers)
                 proxy=None,

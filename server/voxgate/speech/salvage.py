@@ -17,7 +17,7 @@ import logging
 
 from opentelemetry import trace
 
-from voxgate.observability import telemetry as names
+from voxgate.observability import names
 from voxgate.pool import Lease, Pool
 from voxgate.rpc.admission import Overload
 from voxgate.speech.connection import Synthesizer
