@@ -132,6 +132,7 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
                     context, Failure(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN_NOW, retryable=True), progress
                 )
             self._done(params, progress)
+            guard.on_stall = lambda: self._stalled(None)  # the lease is back already: only counted
             try:
                 await guard.write(context.write(speech_pb2.SynthesizeResponse(summary=summary)))
             except WriteStalled as exc:
