@@ -66,7 +66,7 @@ def set_faults(upstream: DevUpstream) -> Callable[..., None]:
 # Every test gets the marker of its folder (registered in pyproject.toml), so a subset can be picked
 # with -m: `make test-python` is -m "not clients", `make test-fast` -m "not slow and not clients".
 _TESTS = Path(__file__).resolve().parent
-_FOLDER_MARKERS = {"unit", "integration", "faults", "chart"}
+_FOLDER_MARKERS = {"unit", "integration", "faults", "chart", "netns"}
 _CLIENTS = ("integration", "clients")
 
 # `slow`: the tests that took 1 s or more in `pytest --durations=80` (2 cores, shared). Kept here,
@@ -173,5 +173,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if parts[:2] == _CLIENTS:
             item.add_marker("clients")
         name = getattr(item, "originalname", item.name)
-        if ("/".join(parts), name) in slow:
+        if ("/".join(parts), name) in slow or parts[0] == "netns":  # netns: real-time audio over veth
             item.add_marker("slow")

@@ -241,6 +241,7 @@ class App:
             task_start_timeout_s=settings.task_start_timeout_s,
             frame_timeout_s=settings.frame_timeout_s,
             workspace=settings.workspace or "",
+            round_trip_floor_s=settings.round_trip_floor_s,
         )
         return endpoint, http_url
 

@@ -176,7 +176,8 @@ class Settings:
     pool_acquire_timeout_s: float = setting(
         _POOL["acquire_timeout_s"],
         number,
-        "longest wait for a free connection before RESOURCE_EXHAUSTED",
+        "longest wait for a free connection before RESOURCE_EXHAUSTED (UNAVAILABLE when not every"
+        " connection was lent: the upstream, not capacity)",
         check=above(0),
         env="VOXGATE_POOL_ACQUIRE_TIMEOUT_S",
         metavar=SECONDS,
@@ -246,6 +247,25 @@ class Settings:
         "longest upstream silence inside a task before the connection counts as lost",
         check=above(0),
         env="VOXGATE_FRAME_TIMEOUT_S",
+        metavar=SECONDS,
+    )
+    round_trip_floor_s: float = setting(
+        0.5,
+        number,
+        "a warm connection silent for 4x its slowest round trip (at least this) is pinged, and dead"
+        " without a pong within as long: a dead socket fails a task in about a second, not at the"
+        " task-start or frame timeout (docs/operations.md#detection-and-recovery)",
+        check=above(0),
+        env="VOXGATE_ROUND_TRIP_FLOOR_S",
+        metavar=SECONDS,
+    )
+    pool_check_timeout_s: float = setting(
+        _POOL["check_timeout_s"],
+        number,
+        "after a connection died before its task started, every idle one is pinged with this timeout;"
+        " also the floor of a connect a caller drives while nothing is connected",
+        check=above(0),
+        env="VOXGATE_POOL_CHECK_TIMEOUT_S",
         metavar=SECONDS,
     )
     ping_interval_s: float = setting(
@@ -542,6 +562,7 @@ class Settings:
             leak_warning_s=self.pool_leak_warning_s,
             ping_interval_s=self.ping_interval_s,
             ping_timeout_s=self.ping_timeout_s,
+            check_timeout_s=self.pool_check_timeout_s,
             # Housekeeping often enough that a ping is due on time, at most once a second.
             housekeeping_interval_s=min(1.0, self.ping_interval_s / 2, self.ping_timeout_s / 2),
         )

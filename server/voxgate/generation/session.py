@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from voxgate import tcp
 from voxgate.generation.client import request_sent_trace_config
 
 
@@ -63,6 +64,7 @@ def open_session(
         limit_per_host=config.limit_per_host,
         keepalive_timeout=config.keepalive_s,
         ttl_dns_cache=config.dns_cache_s,
+        socket_factory=tcp.socket_factory,  # keepalive + TCP_USER_TIMEOUT (voxgate.tcp)
     )
     # trust_env off: a proxy from the environment must not silently reroute the API key.
     return aiohttp.ClientSession(
