@@ -1,11 +1,16 @@
 """``make soak``: many requests at high concurrency with random faults at ~1 %, then the books.
 
+The second half of the requests runs beside an abuse mix (``bench/abuse.py``: stalled readers,
+cancellers, bursts, oversized requests); the normal traffic's first-packet delay is reported for
+both halves, with what voxgate refused or cut and why (``--no-abuse``: all quiet).
+
 The real gateway and the embedded upstream run in this process (short timeouts, so faults
 resolve in about a second). Faults rotate through every kind the upstream can inject (drops,
 task-failed, throttling, half-open stalls, slow connects, before and after the first byte),
 each hitting ~1 % of tasks or connections; ~1 % of callers also cancel mid-stream.
 
-Printed: requests, completed, failed by fault, failed otherwise (must be 0), connections
+Printed: requests, completed, failed by fault, refused explicitly (``voxgate-refused``), failed
+otherwise (must be 0), connections
 leaked (must be 0), poisoned reuses (must be 0: ``Invalid action('run-task')`` at the
 upstream), reuse ratio and resident memory. Exits 1 if a must-be-zero is not zero.
 
@@ -21,13 +26,15 @@ import logging
 import os
 import random
 import secrets
+import statistics
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import grpc
 
+from bench.abuse import AbuseBooks, run_abuse
 from voxgate import config
 from voxgate.app import App
 from voxgate.client import Client
@@ -55,7 +62,11 @@ class Books:
     failed_by_fault: int = 0
     failed_otherwise: int = 0
     cancelled_by_client: int = 0
+    refused: int = 0
+    """Refused explicitly by voxgate (RESOURCE_EXHAUSTED with ``voxgate-refused``): allowed under abuse."""
     statuses: Counter[str] | None = None
+    phase: str = "quiet"
+    first_packet_ms: dict[str, list[float]] = field(default_factory=dict)
 
 
 async def one_request(client: Client, rng: random.Random, cancel_rate: float, books: Books) -> None:
@@ -83,13 +94,25 @@ async def one_request(client: Client, rng: random.Random, cancel_rate: float, bo
         books.statuses[f"{exc.code().name}: {details[:70]}"] += 1
         if is_injected(exc.code(), details, received):
             books.failed_by_fault += 1
+        elif exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and refused_reason(exc):
+            books.refused += 1
         else:
             books.failed_otherwise += 1
         return
     if summary is not None and summary.audio_bytes == received and received > 0:
         books.completed += 1
+        books.first_packet_ms.setdefault(books.phase, []).append(summary.first_packet_delay_ms)
     else:
         books.failed_otherwise += 1  # a stream that ended without its summary, or short
+
+
+def refused_reason(exc: grpc.aio.AioRpcError) -> str | None:
+    value = dict(exc.trailing_metadata() or ()).get("voxgate-refused")
+    return str(value) if value is not None else None
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] if len(values) > 1 else float("nan")
 
 
 def is_injected(code: grpc.StatusCode, details: str, received: int) -> bool:
@@ -139,6 +162,8 @@ async def soak(args: argparse.Namespace) -> int:
             "VOXGATE_PING_TIMEOUT_S": "1",
             "VOXGATE_MAX_ATTEMPTS": "4",
             "VOXGATE_LOG_LEVEL": "ERROR",
+            "VOXGATE_MAX_CONCURRENT_RPCS": "96",
+            "VOXGATE_WRITE_STALL_TIMEOUT_S": "2",
         }
     )
     app = App(settings)
@@ -152,15 +177,30 @@ async def soak(args: argparse.Namespace) -> int:
         faults = asyncio.create_task(
             rotate_faults(upstream, args.fault_rate, args.fault_period_s, stop_faults)
         )
-        queue = iter(range(args.requests))
+        quiet_requests = args.requests if args.no_abuse else args.requests // 2
+        abuse_books = AbuseBooks()
+        opened_before_abuse = 0
 
-        async def worker(client: Client) -> None:
-            for _ in queue:
-                books.requests += 1
-                await one_request(client, rng, args.fault_rate, books)
+        async def run_phase(count: int) -> None:
+            queue = iter(range(count))
 
-        async with Client(app.address) as client:
-            await asyncio.gather(*(worker(client) for _ in range(args.concurrency)))
+            async def worker(client: Client) -> None:
+                for _ in queue:
+                    books.requests += 1
+                    await one_request(client, rng, args.fault_rate, books)
+
+            async with Client(app.address) as client:
+                await asyncio.gather(*(worker(client) for _ in range(args.concurrency)))
+
+        await run_phase(quiet_requests)
+        if quiet_requests < args.requests:
+            books.phase = "abuse"
+            opened_before_abuse = upstream.stats()["connections_opened"]
+            stop_abuse = asyncio.Event()
+            abuse = asyncio.create_task(run_abuse(app.address, abuse_books, stop_abuse, stall_hold_s=4.0))
+            await run_phase(args.requests - quiet_requests)
+            stop_abuse.set()
+            await abuse
         stop_faults.set()
         await faults
         elapsed_s = time.perf_counter() - started
@@ -190,6 +230,27 @@ async def soak(args: argparse.Namespace) -> int:
     injected = {k: up[k] for k in ("tasks_failed", "connections_dropped", "connections_stalled")}
     print(f"injected (upstream) {injected}")
     print(f"resident memory     {rss_start:.0f} MB at start, {rss_end:.0f} MB at the end")
+    print(f"refused explicitly  {books.refused}  (normal calls refused with voxgate-refused)")
+    for phase, delays in books.first_packet_ms.items():
+        print(
+            f"first packet {phase:6s} p50 {statistics.median(delays):7.1f} ms  p99 {p99(delays):7.1f} ms"
+            f"  ({len(delays)} normal calls)"
+        )
+    overload = app.overload
+    print(f"overload refused    {dict(sorted(overload.refused.items()))}")
+    print(
+        f"overload cut        writes stalled {overload.writes_stalled}, salvaged {overload.salvaged},"
+        f" salvage closed {overload.salvage_closed}"
+    )
+    for kind, outcomes in sorted(abuse_books.outcomes.items()):
+        print(f"abuse {kind:14s} {dict(outcomes.most_common())}")
+    if abuse_books.outcomes:
+        cancels = abuse_books.outcomes.get("canceller", Counter())["cancelled after the first chunk"]
+        opened = up["connections_opened"] - opened_before_abuse
+        print(
+            f"upstream reconnects {opened} during the abuse half ({cancels} cancels after the first chunk,"
+            " plus the injected faults' and stalls' replacements)"
+        )
     if books.failed_otherwise:
         assert books.statuses is not None
         for status, count in books.statuses.most_common(10):
@@ -226,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds per fault kind in rotation (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    parser.add_argument(
+        "--no-abuse", action="store_true", help="no abuse mix beside the second half of the requests"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # the books are the output, not the per-call warnings
     return asyncio.run(soak(args))

@@ -84,9 +84,22 @@ _SLOW: dict[str, tuple[str, ...]] = {
         "test_upstream_killed_mid_stream_fails_loudly_then_the_pool_refills",
         "test_upstream_restart_refills_with_connects_in_flight_never_above_the_cap",
     ),
-    "faults/test_drain.py": ("test_sigterm_during_twenty_streams_drains_them_whole",),
+    "faults/test_drain.py": (
+        "test_sigterm_during_twenty_streams_drains_them_whole",
+        "test_streams_still_running_when_the_grace_ends_say_how_much_audio_they_got",
+    ),
+    "faults/test_overload.py": (
+        "test_two_stalled_readers_on_a_pool_of_two_lock_nobody_out_beyond_the_stall_limit",
+        "test_a_4mb_text_is_refused_while_normal_calls_keep_their_first_packet_delay",
+        "test_a_burst_of_2000_calls_ends_each_ok_or_explicitly_refused_never_bare_cancelled",
+        "test_a_call_past_the_in_flight_limit_is_refused_at_once_saying_why",
+        "test_200_cancels_after_the_first_chunk_cost_a_handful_of_reconnects_and_no_poisoned_reuse",
+        "test_the_task_start_rate_limit_holds_run_task_starts_at_the_upstream",
+        "test_a_start_that_would_wait_past_the_deadline_is_refused_saying_why",
+    ),
     "faults/test_task_faults.py": (
-        "test_client_deadline_mid_stream_is_deadline_exceeded_and_discards_the_connection",
+        "test_client_cancel_mid_stream_with_salvage_off_discards_the_connection",
+        "test_client_deadline_mid_stream_is_deadline_exceeded_and_salvages_the_connection",
         "test_no_reused_connection_ever_meets_invalid_action_run_task",
         "test_retries_stop_within_the_callers_deadline_with_the_real_reason",
         "test_throttling_once_is_retried_with_backoff",
@@ -117,11 +130,13 @@ _SLOW: dict[str, tuple[str, ...]] = {
     "integration/test_stats.py": (
         "test_stats_count_leases_reuse_and_the_peak",
         "test_voxgate_stats_prints_reuse_ratio_and_utilization",
+        "test_overload_counts_in_stats_and_voxgate_stats",
     ),
     "integration/test_synthesize_inflight.py": (
         "test_cancel_mid_stream_leaves_the_pool_healthy",
         "test_deadline_mid_stream_is_deadline_exceeded_and_the_pool_recovers",
     ),
+    "integration/test_telemetry_overload.py": ("test_a_refused_and_a_salvaged_call_in_spans_and_metrics",),
     "integration/test_telemetry_pool.py": (
         "test_an_overflow_lease_and_a_cancelled_call_in_spans_and_metrics",
     ),

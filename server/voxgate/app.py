@@ -8,6 +8,7 @@ in-flight streams given ``drain_grace_s`` to finish, then everything closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import signal
@@ -30,6 +31,7 @@ from voxgate.observability.telemetry import Telemetry
 from voxgate.observability.telemetry import disabled as telemetry_off
 from voxgate.pool import HealthChanged, Pool, PoolEvent, PoolListener, log_event
 from voxgate.pool.telemetry import PoolTelemetry
+from voxgate.rpc.admission import AdmissionInterceptor, Overload, overload_metrics, server_options
 from voxgate.rpc.auth import Charge, Pricing
 from voxgate.rpc.edge import Edge
 from voxgate.rpc.interceptor import RpcInterceptor
@@ -37,6 +39,8 @@ from voxgate.rpc.retry import RetryPolicy
 from voxgate.rpc.shutdown import InFlight
 from voxgate.speech.connection import Endpoint, Synthesizer, SynthesizerConnector
 from voxgate.speech.protocol import MAX_TEXT_CHARS_PER_CONTINUE, weighted_length
+from voxgate.speech.ratelimit import TaskStartLimiter
+from voxgate.speech.salvage import Salvager
 from voxgate.speech.servicer import SpeechService
 from voxgate.speech.telemetry import SpeechTelemetry
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
@@ -97,7 +101,10 @@ class App:
         self._health_updates: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._stop_now = asyncio.Event()
+        self._cutting = False
         self._in_flight = InFlight()
+        self.overload = Overload(max_concurrent_rpcs=settings.max_concurrent_rpcs)
+        self._salvager: Salvager | None = None
 
     @property
     def pool(self) -> Pool[Synthesizer]:
@@ -148,25 +155,46 @@ class App:
         if pool_telemetry is not None:
             pool_telemetry.observe(self._pool.stats)
         self._stats.add_pool(TTS_POOL, self._pool.stats, peak)
+        self._salvager = Salvager(
+            self._pool,
+            timeout_s=settings.salvage_timeout_s,
+            max_in_flight=settings.salvage_max_in_flight,
+            overload=self.overload,
+        )
         self._speech = SpeechService(
             self._pool,
             Defaults(model=settings.default_model, voice=settings.default_voice),
             max_attempts=settings.max_attempts,
             telemetry=SpeechTelemetry(self.telemetry),
+            overload=self.overload,
+            write_stall_timeout_s=settings.write_stall_timeout_s,
+            salvager=self._salvager,
+            task_starts=TaskStartLimiter(settings.task_start_rate, settings.task_start_burst, self.overload),
         )
-        # With telemetry off there is no interceptor at all: the RPC path pays nothing.
+        self._speech.cutting = self._in_flight.cutting_current
+        self._stats.overload = self.overload
+        if self.telemetry.enabled:
+            overload_metrics(self.telemetry.meter, self.overload)
+        # Telemetry outermost, so refused calls get a span and a count too; with telemetry off
+        # there is no RpcInterceptor at all.
         interceptors: list[grpc.aio.ServerInterceptor] = (
             [RpcInterceptor(self.telemetry)] if self.telemetry.enabled else []
         )
-        # After the telemetry interceptor: a refused call is still a span and a counted request.
+        # Then the caller's key (a refused key costs no admission slot), then admission.
         auth = self.edge.interceptor(metered_services=(SPEECH_SERVICE, GENERATION_SERVICE), pricing=PRICING)
         if auth is not None:
             interceptors.append(auth)
         self._stats.add_callers(self.edge.ledger.snapshot)
+        interceptors.append(AdmissionInterceptor(self.overload, exempt=(STATS_SERVICE,)))
         # SO_REUSEPORT only for --workers: otherwise a second server on the same port
         # would quietly take half of the connections instead of failing to start.
         server = grpc.aio.server(
-            interceptors=interceptors, options=[("grpc.so_reuseport", int(settings.workers > 1))]
+            interceptors=interceptors,
+            options=[
+                ("grpc.so_reuseport", int(settings.workers > 1)),
+                ("grpc.max_receive_message_length", settings.max_request_bytes),
+                *server_options(settings.max_concurrent_rpcs),
+            ],
         )
         # Tracked, so that a stop at once can answer each running call with a clear status.
         track = self._in_flight.track
@@ -304,6 +332,8 @@ class App:
             await self._drain(self._server, grace_s)
         if self._health_server is not None:
             await self._health_server.stop(0)
+        if self._salvager is not None:
+            await self._salvager.close()
         if self._pool is not None:
             await self._pool.close()
         if self._http is not None:
@@ -321,22 +351,27 @@ class App:
             self._stop_now.set()
 
     async def _drain(self, server: grpc.aio.Server, grace_s: float) -> None:
-        cut_short = asyncio.ensure_future(self._cut_short(server))
+        cut = asyncio.ensure_future(self._cut(server, grace_s))
         try:
             # Awaited here, not in a task: the shutdown starts in this step. Started a loop step
             # later, a call sent on seeing NOT_SERVING could land half-way and end CANCELLED
             # instead of being refused UNAVAILABLE (seen in tests/faults/test_drain.py).
-            await server.stop(grace_s)
+            # gRPC's own cut comes later than ours (_cut), which answers each call first.
+            await server.stop(grace_s + STOP_NOW_TIMEOUT_S)
         finally:
-            if self._stop_now.is_set():
-                await cut_short
+            if self._cutting:
+                await cut
             else:
-                cut_short.cancel()
+                cut.cancel()
 
-    async def _cut_short(self, server: grpc.aio.Server) -> None:
-        await self._stop_now.wait()
-        # Our calls first, so each caller reads why; then a zero grace makes gRPC cancel whatever
-        # is left (health watches, reflection) and ends the running stop.
+    async def _cut(self, server: grpc.aio.Server, grace_s: float) -> None:
+        """At the end of the grace, or at once on a second signal, cut the calls still running."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                await self._stop_now.wait()
+        self._cutting = True
+        # Our calls first, so each caller reads why (a stream: how much audio it got); then a
+        # zero grace makes gRPC cancel whatever is left (health watches, reflection).
         await self._in_flight.cancel_all(timeout_s=STOP_NOW_TIMEOUT_S)
         await server.stop(0)
 

@@ -256,6 +256,8 @@ def _stats(args: argparse.Namespace) -> int:
             print(_describe_pool(pool))
         for caller in reply.callers:
             print(_describe_caller(caller))
+        if reply.HasField("overload"):
+            print(_describe_overload(reply.overload))
         return 0
 
     return asyncio.run(run())
@@ -283,6 +285,17 @@ def _describe_caller(caller: stats_pb2.CallerUsage) -> str:
         f" {caller.characters} characters ({caller.characters_last_minute} in the last minute),"
         f" {caller.generation_requests} generation requests ({caller.generation_requests_last_minute} in the"
         f" last minute); refused: {refused}"
+    )
+
+
+def _describe_overload(overload: stats_pb2.OverloadStats) -> str:
+    refused = ", ".join(f"{reason} {count}" for reason, count in sorted(overload.refused.items())) or "none"
+    limit = overload.max_concurrent_rpcs or "no limit"
+    return (
+        f"overload: {overload.in_flight} calls in flight (limit {limit}); refused: {refused}\n"
+        f"  writes stalled {overload.writes_stalled}; cancelled tasks salvaged {overload.salvaged},"
+        f" closed {overload.salvage_closed}, salvaging now {overload.salvages_in_flight};"
+        f" task starts that waited for the rate limit {overload.rate_limited_waits}"
     )
 
 

@@ -304,6 +304,66 @@ class Settings:
         env="VOXGATE_DRAIN_GRACE_S",
         metavar=SECONDS,
     )
+    max_concurrent_rpcs: int = setting(
+        512,
+        integer,
+        "calls in flight at once; past it a call is refused RESOURCE_EXHAUSTED at once (0 = no limit)",
+        check=at_least(0),
+        env="VOXGATE_MAX_CONCURRENT_RPCS",
+        metavar="N",
+    )
+    max_request_bytes: int = setting(
+        4 * 1024 * 1024,
+        integer,
+        "largest request message accepted (grpc.max_receive_message_length: room for a 3 MiB inline"
+        " image); larger ones are refused RESOURCE_EXHAUSTED before they are decoded",
+        check=at_least(1024),
+        env="VOXGATE_MAX_REQUEST_BYTES",
+        metavar="BYTES",
+    )
+    write_stall_timeout_s: float = setting(
+        5.0,
+        number,
+        "a write to a caller that stopped reading may wait this long; then the call ends"
+        " RESOURCE_EXHAUSTED and its upstream connection is freed (0 = no limit)",
+        check=at_least(0),
+        env="VOXGATE_WRITE_STALL_TIMEOUT_S",
+        metavar=SECONDS,
+    )
+    salvage_timeout_s: float = setting(
+        10.0,
+        number,
+        "after a caller cancels mid-task, how long the rest of the task may be read (and discarded)"
+        " to keep its connection instead of reconnecting (0 = close the connection at once)",
+        check=at_least(0),
+        env="VOXGATE_SALVAGE_TIMEOUT_S",
+        metavar=SECONDS,
+    )
+    salvage_max_in_flight: int = setting(
+        8,
+        integer,
+        "most cancelled tasks salvaged at once; past it their connections are closed",
+        check=at_least(1),
+        env="VOXGATE_SALVAGE_MAX_IN_FLIGHT",
+        metavar="N",
+    )
+    task_start_rate: float = setting(
+        0.0,
+        number,
+        "most run-task starts per second of this process (requests, retries, prewarm and refills"
+        " together); split the account's rate across workers and replicas (0 = no limit)",
+        check=at_least(0),
+        env="VOXGATE_TASK_START_RATE",
+        metavar="PER_S",
+    )
+    task_start_burst: int = setting(
+        1,
+        integer,
+        "run-task starts allowed at once above the rate (the token bucket's size)",
+        check=at_least(1),
+        env="VOXGATE_TASK_START_BURST",
+        metavar="N",
+    )
     log_level: str = setting(
         "INFO",
         _upper,

@@ -645,3 +645,18 @@ def test_chart_readme_documents_every_value() -> None:
     readme = (CHART_DIR / "README.md").read_text().partition("\n## Values\n")[2]
     documented = set(re.findall(r"^\| `([A-Za-z0-9_.]+)` \|", readme, flags=re.MULTILINE))
     assert documented == _leaf_keys(chart_values())
+
+
+def test_the_account_task_start_rate_is_split_across_every_process() -> None:
+    # 6 starts/s for the account, 3 pods of 2 workers: 1 per process, whatever config: says.
+    values = {
+        "taskStartRate": {"accountPerSecond": 6},
+        "autoscaling": {"enabled": False},
+        "replicaCount": 3,
+        "config": {"VOXGATE_WORKERS": 2, "VOXGATE_TASK_START_RATE": 5},
+    }
+    assert config.load(_configmap_data(render(values))).task_start_rate == 1.0
+    # With the autoscaler, the most pods it may run.
+    hpa = {"taskStartRate": {"accountPerSecond": 3}, "autoscaling": {"enabled": True, "maxReplicas": 10}}
+    assert config.load(_configmap_data(render(hpa))).task_start_rate == 0.3
+    assert config.load(_configmap_data(render())).task_start_rate == 0

@@ -27,7 +27,8 @@ async def test_a_reader_that_stops_holds_the_upstream_back_and_loses_nothing() -
     upstream = DevUpstream(UpstreamOptions(api_key=API_KEY))  # rtf 0: as fast as produced
     await upstream.start()
     try:
-        settings = gateway_settings(upstream, VOXGATE_POOL_MAX_SIZE=1)
+        # Backpressure inside the write-stall limit; the limit itself: tests/faults/test_overload.py.
+        settings = gateway_settings(upstream, VOXGATE_POOL_MAX_SIZE=1, VOXGATE_WRITE_STALL_TIMEOUT_S=120)
         async with running_gateway(settings) as app, Client(app.address) as client:
             request = Request(text=LONG_TEXT, format=speech_pb2.AUDIO_FORMAT_PCM, sample_rate=SAMPLE_RATE)
             call = client.speech.Synthesize(request)

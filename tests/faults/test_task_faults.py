@@ -125,25 +125,43 @@ async def test_retries_stop_within_the_callers_deadline_with_the_real_reason(ups
 # --- the caller goes away ---------------------------------------------------------------------------
 
 
-async def test_client_cancel_mid_stream_discards_the_connection(
+async def test_client_cancel_mid_stream_salvages_the_connection(
     gateway: App, client: Client, upstream: DevUpstream
 ) -> None:
     call = client.speech.Synthesize(Request(text=TEXT, format=PCM))
     await first_chunk(call)
     call.cancel()
     await pool_back_to_size(gateway)
-    assert gateway.pool.stats().evicted == {"discarded": 1}
+    # Read to task-finished in the background and given back: no reconnect.
+    assert gateway.pool.stats().evicted == {}
+    assert (gateway.overload.salvaged, gateway.overload.salvage_closed) == (1, 0)
+    assert upstream.stats()["connections_opened"] == 4
     await healthy_afterwards(gateway, client, upstream)
 
 
-async def test_client_deadline_mid_stream_is_deadline_exceeded_and_discards_the_connection(
+async def test_client_cancel_mid_stream_with_salvage_off_discards_the_connection(
+    upstream: DevUpstream,
+) -> None:
+    settings = gateway_settings(upstream, VOXGATE_POOL_MAX_SIZE=4, VOXGATE_SALVAGE_TIMEOUT_S=0)
+    async with running_gateway(settings) as app, Client(app.address) as client:
+        call = client.speech.Synthesize(Request(text=TEXT, format=PCM))
+        await first_chunk(call)
+        call.cancel()
+        await pool_back_to_size(app)
+        assert app.pool.stats().evicted == {"discarded": 1}
+        assert (app.overload.salvaged, app.overload.salvage_closed) == (0, 1)
+        await healthy_afterwards(app, client, upstream)
+
+
+async def test_client_deadline_mid_stream_is_deadline_exceeded_and_salvages_the_connection(
     gateway: App, client: Client, upstream: DevUpstream
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await collect(client, Request(text=TEXT, format=PCM), timeout_s=1.0)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     await pool_back_to_size(gateway)
-    assert gateway.pool.stats().evicted == {"discarded": 1}
+    assert gateway.pool.stats().evicted == {}
+    assert gateway.overload.salvaged == 1
     await healthy_afterwards(gateway, client, upstream)
 
 
@@ -166,7 +184,9 @@ async def test_no_reused_connection_ever_meets_invalid_action_run_task(
         await healthy_afterwards(gateway, client, upstream)
     stats = gateway.pool.stats()
     assert stats.reused_leases >= 16
-    assert stats.evicted == {"discarded": 5}
+    # The cancels and the deadline are salvaged; the failed task's connection is closed.
+    assert stats.evicted == {"discarded": 1}
+    assert gateway.overload.salvaged == 4
     assert upstream.stats()["invalid_action_errors"] == 0
 
 

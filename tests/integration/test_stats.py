@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import pytest
 
-from harness import API_KEY, Request, child_env, collect
+from harness import API_KEY, Request, child_env, collect, gateway_settings, pool_back_to_size, running_gateway
 from voxgate.app import App
 from voxgate.client import Client
 from voxgate.speech.v1 import speech_pb2
@@ -81,3 +81,36 @@ async def test_voxgate_stats_prints_reuse_ratio_and_utilization(gateway: App, cl
     assert lines[1].endswith(", 0 on overflow, 0 timed out")
     assert lines[2].startswith("  utilization 0% now, 50% at peak (1 of 2; target 60-80 % at peak)")
     assert lines[3] == "  connections opened 2, failed 0; evicted: none"
+
+
+async def test_overload_counts_in_stats_and_voxgate_stats(upstream: Any) -> None:
+    # One call at a time: a second is refused; the first, cancelled mid-stream, is salvaged.
+    # The stats service itself is never refused, or an operator could not look during an overload.
+    settings = gateway_settings(upstream, VOXGATE_POOL_MAX_SIZE=2, VOXGATE_MAX_CONCURRENT_RPCS=1)
+    async with running_gateway(settings) as app, Client(app.address) as client:
+        holder = client.speech.Synthesize(Request(text=SHORT))
+        first = await holder.read()
+        assert isinstance(first, speech_pb2.SynthesizeResponse) and first.audio
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await collect(client, Request(text="Me too."))
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        async with grpc.aio.insecure_channel(app.address) as channel:
+            reply = await stats_pb2_grpc.StatsServiceStub(channel).GetStats(
+                stats_pb2.GetStatsRequest(), timeout=10
+            )
+        assert (reply.overload.in_flight, reply.overload.max_concurrent_rpcs) == (1, 1)
+        assert dict(reply.overload.refused) == {"max_concurrent_rpcs": 1}
+        holder.cancel()
+        await pool_back_to_size(app)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voxgate.cli", "stats", "--server", app.address,
+            env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode == 0, stderr.decode()
+        lines = stdout.decode().splitlines()
+        assert lines[4] == "overload: 0 calls in flight (limit 1); refused: max_concurrent_rpcs 1"
+        assert lines[5] == (
+            "  writes stalled 0; cancelled tasks salvaged 1, closed 0, salvaging now 0;"
+            " task starts that waited for the rate limit 0"
+        )

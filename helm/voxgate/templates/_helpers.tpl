@@ -122,6 +122,14 @@ Kubernetes counts the grace period from the start of preStop, so all three must 
 {{- join "," $attributes }}
 {{- end }}
 
+{{/* VOXGATE_TASK_START_RATE of one process: the account's rate over the most processes that can run
+(pods at most, times workers per pod), so that all of them together stay within it. */}}
+{{- define "voxgate.taskStartRate" -}}
+{{- $pods := ternary .Values.autoscaling.maxReplicas .Values.replicaCount .Values.autoscaling.enabled | int }}
+{{- $workers := .Values.config.VOXGATE_WORKERS | default 1 | int }}
+{{- printf "%.4f" (divf (.Values.taskStartRate.accountPerSecond | float64) (mul $pods $workers)) }}
+{{- end }}
+
 {{/*
 Values that pass the schema one by one but contradict each other: refused here, with the fix,
 rather than rendered into something that misbehaves in the cluster. Included by deployment.yaml.

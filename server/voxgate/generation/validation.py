@@ -6,17 +6,23 @@ fails fast with ``"<field>: <reason>"`` instead of costing an upstream round tri
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from voxgate.generation.multimodal import DEFAULT_MULTIMODAL_PREFIXES, check_parts, is_multimodal
 from voxgate.generation.protocol import ROLES, GenerationParams, ImagePart, Message, Sampling
 from voxgate.generation.tools import check_tool_calls, check_tools
 from voxgate.generation.v1 import generation_pb2
+from voxgate.rpc.errors import echo
 from voxgate.speech.validation import InvalidRequest, check_name
 
 MAX_STOP_SEQUENCES = 4
 MAX_SEED = 2**31 - 1
 MAX_TOP_K = 100
+MAX_MESSAGES = 1024
+"""Messages in one request: far more than any conversation a context window holds."""
+MAX_CONTENT_CHARS = 400_000
+"""Characters of all messages together: more than qwen-plus's 131,072-token context holds in
+any language, so a request refused here would have been refused upstream, after an upload."""
 
 AnyGenerateRequest = generation_pb2.GenerateRequest | generation_pb2.GenerateStreamRequest
 
@@ -41,14 +47,22 @@ def generation_params(
     )
 
 
-def _messages(messages: Iterable[generation_pb2.Message]) -> tuple[Message, ...]:
+def _messages(messages: Sequence[generation_pb2.Message]) -> tuple[Message, ...]:
+    # Counts and lengths first, before anything walks the contents.
+    if len(messages) > MAX_MESSAGES:
+        raise InvalidRequest("messages", f"{len(messages)} messages exceeds the limit of {MAX_MESSAGES}")
+    total = sum(len(m.content) + sum(len(part.text) for part in m.parts) for m in messages)
+    if total > MAX_CONTENT_CHARS:
+        raise InvalidRequest(
+            "messages", f"{total} characters of content exceeds the limit of {MAX_CONTENT_CHARS}"
+        )
     checked: list[Message] = []
     call_ids: set[str] = set()
     for index, message in enumerate(messages):
         field = f"messages[{index}]"
         role = message.role
         if role not in ROLES:
-            raise InvalidRequest(f"{field}.role", f"must be one of {', '.join(ROLES)}")
+            raise InvalidRequest(f"{field}.role", f"{echo(role)} is not one of {', '.join(ROLES)}")
         if message.content and message.parts:
             raise InvalidRequest(f"{field}.parts", "set content or parts, not both")
         parts = check_parts(field, role, message.parts)

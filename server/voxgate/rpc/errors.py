@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import grpc
 
 from voxgate.pool import ClosedAfterOpen, ConnectFailed, PoolClosed, PoolTimeout
+from voxgate.rpc.stall import WriteStalled
 
 MD_UPSTREAM_CODE = "voxgate-upstream-code"
 MD_UPSTREAM_MESSAGE = "voxgate-upstream-message"
@@ -27,6 +28,10 @@ MD_NOT_CONNECTED = "voxgate-upstream-not-connected"
 """``true`` on an UNAVAILABLE whose request never reached the upstream (nothing was connected
 for it): safe to retry for any client, even one that does not retry UNAVAILABLE in general."""
 NOT_CONNECTED = ((MD_NOT_CONNECTED, "true"),)
+MD_REFUSED = "voxgate-refused"
+"""Why voxgate refused or cut the call for overload (a reason of voxgate.rpc.admission)."""
+ECHO_LIMIT_CHARS = 64
+"""Most characters of a caller's value repeated in a status message."""
 
 # DashScope's error code families, shared by its WebSocket and HTTP APIs (codes match by prefix).
 CREDENTIAL_CODES = ("InvalidApiKey", "AccessDenied", "Arrearage", "Unauthorized")
@@ -74,7 +79,15 @@ def classifier(*features: FeatureClassifier) -> Classifier:
 def generic_failure(exc: BaseException) -> Failure:
     """What every RPC maps the same way: the pool, the caller's deadline. Anything else is INTERNAL."""
     if isinstance(exc, PoolTimeout):
-        return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, f"all upstream connections busy: {exc}")
+        return Failure(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"all upstream connections busy: {exc}",
+            ((MD_REFUSED, "pool_busy"),),
+        )
+    if isinstance(exc, WriteStalled):
+        # RESOURCE_EXHAUSTED, not retryable: the caller's own receive side ran out (it stopped
+        # reading); UNAVAILABLE would invite a retry that stalls the same way.
+        return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), ((MD_REFUSED, "write_stalled"),))
     if isinstance(exc, PoolClosed):
         return Failure(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another instance")
     if isinstance(exc, ConnectFailed):
@@ -85,6 +98,14 @@ def generic_failure(exc: BaseException) -> Failure:
     if isinstance(exc, TimeoutError):
         return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
     return Failure(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+
+def echo(value: str, limit: int = ECHO_LIMIT_CHARS) -> str:
+    """``repr(value)`` for a status message, cut to ``limit`` characters: a caller's 10 KB value
+    must not come back as a 10 KB message."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 def credentials_rejected(detail: str, metadata: tuple[tuple[str, str], ...] = ()) -> Failure:

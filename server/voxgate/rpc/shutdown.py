@@ -31,6 +31,11 @@ class InFlight:
     def __len__(self) -> int:
         return len(self._calls)
 
+    def cutting_current(self) -> bool:
+        """True inside a call that :meth:`cancel_all` is cutting: its handler may answer the
+        cancel itself (with what it delivered so far) instead of leaving it to :meth:`run`."""
+        return asyncio.current_task() in self._cut
+
     def track(self, servicer: S, service: ServiceDescriptor) -> S:
         """A stand-in for ``servicer`` whose RPC methods (as ``service`` names them) are tracked."""
         return cast(S, _Tracked(servicer, frozenset(m.name for m in service.methods), self))

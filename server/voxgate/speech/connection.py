@@ -223,6 +223,30 @@ class Synthesizer:
             if task.state is not TaskState.FINISHED:
                 self._broken = True
 
+    async def salvage(self, task: SynthesisTask) -> int:
+        """Read the rest of ``task``, abandoned by its caller after finish-task, up to ``task-finished``.
+
+        Audio is discarded (its byte count is returned); every event still goes through the
+        task's checks, so a frame of any other task fails the salvage (docs/protocol.md#connection-reuse).
+        Once ``task-finished`` arrived the connection is clean and may be lent again, which
+        costs the upstream no reconnect. Raises like :meth:`run`; the socket then stays broken.
+        The caller bounds the time it may take.
+        """
+        if self._busy or task.state is not TaskState.FINISHING or self._ws.state is not State.OPEN:
+            raise ProtocolError(f"cannot salvage a task in state {task.state.value}")
+        self._busy = True
+        discarded = 0
+        try:
+            while True:
+                frame = await self._recv()
+                if isinstance(frame, bytes):
+                    discarded += len(task.receive_audio(frame).data)
+                elif isinstance(task.receive_text(frame), TaskFinished):
+                    self._broken = self._ws.state is not State.OPEN
+                    return discarded
+        finally:
+            self._busy = False
+
     async def _await_started(self, task: SynthesisTask) -> None:
         loop = asyncio.get_running_loop()
         full_s, patience_s = self._endpoint.task_start_timeout_s, self.patience_s

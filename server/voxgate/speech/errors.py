@@ -12,6 +12,7 @@ from voxgate.pool import ConnectFailed
 from voxgate.rpc.errors import (
     ARGUMENT_CODES,
     CREDENTIAL_CODES,
+    MD_REFUSED,
     MD_TASK_ID,
     MD_UPSTREAM_CODE,
     MD_UPSTREAM_MESSAGE,
@@ -28,6 +29,7 @@ from voxgate.speech.protocol import (
     ProtocolError,
     TaskFailure,
 )
+from voxgate.speech.ratelimit import RateLimited
 
 
 def speech_failure(exc: BaseException) -> Failure | None:
@@ -40,6 +42,8 @@ def speech_failure(exc: BaseException) -> Failure | None:
             return credentials_rejected(f"HTTP {cause.status}")
     if isinstance(exc, ConnectionLost):
         return Failure(grpc.StatusCode.UNAVAILABLE, str(exc), retryable=True)
+    if isinstance(exc, RateLimited):
+        return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), ((MD_REFUSED, "task_start_rate"),))
     if isinstance(exc, ProtocolError):
         return Failure(grpc.StatusCode.INTERNAL, f"upstream protocol violation: {exc}", retryable=True)
     return None

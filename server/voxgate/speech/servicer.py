@@ -7,20 +7,27 @@ connections, :mod:`voxgate.speech.errors` decides every status code and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
 import grpc
 
-from voxgate.pool import Lease, Pool
+from voxgate.pool import Lease, Pool, PoolTimeout
+from voxgate.rpc.admission import REFUSED_POOL_BUSY, REFUSED_TASK_START_RATE, Overload
 from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, Failure
 from voxgate.rpc.retry import GaveUp, RetryPolicy, deadline_of, run_with_retries
+from voxgate.rpc.shutdown import SHUTTING_DOWN_NOW
+from voxgate.rpc.stall import WriteGuard, WriteStalled
 from voxgate.speech.connection import Synthesizer
 from voxgate.speech.errors import classify_speech
 from voxgate.speech.protocol import SynthesisParams, SynthesisTask
+from voxgate.speech.ratelimit import RateLimited, TaskStartLimiter
+from voxgate.speech.salvage import Salvager
 from voxgate.speech.telemetry import SpeechTelemetry
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
 from voxgate.speech.validation import WIRE_TO_FORMAT, Defaults, InvalidRequest, synthesis_params
@@ -62,14 +69,24 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         *,
         max_attempts: int,
         telemetry: SpeechTelemetry,
+        overload: Overload | None = None,
+        write_stall_timeout_s: float = 0.0,
+        salvager: Salvager | None = None,
+        task_starts: TaskStartLimiter | None = None,
     ) -> None:
         self._pool = pool
+        self._overload = overload if overload is not None else Overload()
+        self._write_stall_timeout_s = write_stall_timeout_s
+        self._salvager = salvager
+        self._task_starts = task_starts
         self._defaults = defaults
         self._retry = RetryPolicy(
             max_attempts, initial_backoff_s=RETRY_BACKOFF_INITIAL_S, max_backoff_s=RETRY_BACKOFF_MAX_S
         )
         self._telemetry = telemetry
         self.draining = False
+        self.cutting: Callable[[], bool] = lambda: False
+        """True in a call that the end of a drain is cutting (voxgate.rpc.shutdown.InFlight)."""
 
     async def Synthesize(  # type: ignore[override]  # writes with context.write (see below)
         self,
@@ -89,32 +106,56 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
-        try:
-            summary = await run_with_retries(
-                lambda attempt: self._attempt(params, request.text, context, progress, attempt),
-                policy=self._retry,
-                classify=classify_speech,
-                sent_anything=lambda: progress.audio_bytes > 0,
-                output="audio",
-                deadline=deadline_of(context),
-            )
-        except GaveUp as gave_up:
+        with WriteGuard(self._write_stall_timeout_s) as guard:
+            try:
+                summary = await run_with_retries(
+                    lambda attempt: self._attempt(params, request.text, context, guard, progress, attempt),
+                    policy=self._retry,
+                    classify=classify_speech,
+                    sent_anything=lambda: progress.audio_bytes > 0,
+                    output="audio",
+                    deadline=deadline_of(context),
+                )
+            except GaveUp as gave_up:
+                self._done(params, progress)
+                self._count_overload(gave_up)
+                await self._fail(context, gave_up.failure, progress)
+            except asyncio.CancelledError:
+                if not self.cutting():
+                    raise  # the caller went away: nobody to answer
+                # The drain's end: say how much audio the caller got, as for any interruption.
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                self._done(params, progress)
+                await self._fail(
+                    context, Failure(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN_NOW, retryable=True), progress
+                )
             self._done(params, progress)
-            await self._fail(context, gave_up.failure, progress)
-        self._done(params, progress)
-        await context.write(speech_pb2.SynthesizeResponse(summary=summary))
+            guard.on_stall = lambda: self._stalled(None)  # the lease is back already: only counted
+            try:
+                await guard.write(context.write(speech_pb2.SynthesizeResponse(summary=summary)))
+            except WriteStalled as exc:
+                await self._fail(context, classify_speech(exc), progress)
 
     async def _attempt(
         self,
         params: SynthesisParams,
         text: str,
         context: Context,
+        guard: WriteGuard,
         progress: _Progress,
         attempt: int,
     ) -> speech_pb2.SynthesisSummary:
         progress.attempts = attempt
-        async with self._pool.lease(self._acquire_timeout(context)) as lease:
-            task = SynthesisTask(params)
+        lease: Lease[Synthesizer] | None = await self._pool.acquire(self._acquire_timeout(context))
+        assert lease is not None
+        task = SynthesisTask(params)
+        # A stalled write frees the connection at once (closed: see below), not when it completes.
+        guard.on_stall = lambda: self._stalled(lease)
+        try:
+            if self._task_starts is not None:
+                await self._task_starts.take(self._acquire_timeout(context))
             task_started = time.perf_counter()
             upstream_first_packet_s = 0.0
             # aclosing: if a write is cancelled, the upstream reader ends now, not at GC.
@@ -129,12 +170,36 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
                         span.first_packet(upstream_first_packet_s)
                     progress.audio_bytes += len(audio)
                     progress.audio_chunks += 1
-                    await context.write(speech_pb2.SynthesizeResponse(audio=audio))
+                    await guard.write(context.write(speech_pb2.SynthesizeResponse(audio=audio)))
                 # Retries happen only before any audio: all of it came from this attempt.
                 span.finished(task, progress.audio_bytes, progress.audio_chunks)
             # task-finished arrived: the connection is clean and goes back as we leave.
             lease.mark_reusable()
-        return self._summary(params, task, lease, progress, upstream_first_packet_s)
+            return self._summary(params, task, lease, progress, upstream_first_packet_s)
+        except asyncio.CancelledError:
+            # The caller went away (cancel, deadline) mid-task: read the task to its end in the
+            # background instead of closing the socket (speech/salvage.py). Not after a stalled
+            # write: buffers full of audio mean a long task is left, and salvaging it would hold
+            # the connection that the stall limit is there to free; it is closed.
+            if not guard.expired and self._salvager is not None and self._salvager.adopt(lease, task):
+                lease = None
+            raise
+        finally:
+            guard.on_stall = None
+            if lease is not None:
+                self._pool.release(lease)
+
+    def _stalled(self, lease: Lease[Synthesizer] | None) -> None:
+        self._overload.count("writes_stalled")
+        if lease is not None:
+            self._pool.release(lease)
+
+    def _count_overload(self, gave_up: GaveUp) -> None:
+        cause = gave_up.__cause__
+        if isinstance(cause, PoolTimeout):
+            self._overload.refuse(REFUSED_POOL_BUSY, str(cause))
+        elif isinstance(cause, RateLimited):
+            self._overload.refuse(REFUSED_TASK_START_RATE, str(cause))
 
     def _done(self, params: SynthesisParams, progress: _Progress) -> None:
         self._telemetry.done(

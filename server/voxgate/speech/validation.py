@@ -11,6 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from voxgate.rpc.errors import echo
 from voxgate.speech.protocol import (
     MAX_TEXT_CHARS_PER_CONTINUE,
     OPUS_SAMPLE_RATES,
@@ -33,6 +34,8 @@ _FORMATS = {value: name for name, value in WIRE_TO_FORMAT.items()} | {
 DEFAULT_SAMPLE_RATE = 22050
 DEFAULT_OPUS_SAMPLE_RATE = 48000
 MAX_INSTRUCTION_CHARS = 100
+MAX_LANGUAGE_HINTS = 8
+"""The service reads only the first hint (docs/protocol.md#run-task); a few are tolerated."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -75,6 +78,13 @@ def synthesis_params(request: speech_pb2.SynthesizeRequest, defaults: Defaults) 
 
 
 def _check_text(text: str) -> None:
+    # Length before weight: every character weighs at least 1, so a text longer than the limit
+    # is refused without weighing it (weighing 4 MB takes the event loop most of a second).
+    if len(text) > MAX_TEXT_CHARS_PER_CONTINUE:
+        raise InvalidRequest(
+            "text",
+            f"{len(text)} characters exceeds the limit of {MAX_TEXT_CHARS_PER_CONTINUE} per request",
+        )
     if not text.strip():
         raise InvalidRequest("text", "must not be empty")
     length = weighted_length(text)
@@ -89,7 +99,7 @@ def _check_text(text: str) -> None:
 def check_name(field: str, value: str) -> str:
     """``value`` if it is a plausible model/voice name; else :class:`InvalidRequest` naming ``field``."""
     if not _NAME.match(value):
-        raise InvalidRequest(field, f"{value!r} is not a valid name (letters, digits, '.', '_', '-')")
+        raise InvalidRequest(field, f"{echo(value)} is not a valid name (letters, digits, '.', '_', '-')")
     return value
 
 
@@ -138,9 +148,13 @@ def _instruction(instruction: str) -> str:
 
 
 def _language_hints(hints: list[str]) -> tuple[str, ...]:
+    if len(hints) > MAX_LANGUAGE_HINTS:
+        raise InvalidRequest(
+            "language_hints", f"{len(hints)} entries exceeds the limit of {MAX_LANGUAGE_HINTS}"
+        )
     for index, hint in enumerate(hints):
         if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", hint):
             raise InvalidRequest(
-                f"language_hints[{index}]", f"{hint!r} is not a language tag like 'en' or 'zh'"
+                f"language_hints[{index}]", f"{echo(hint)} is not a language tag like 'en' or 'zh'"
             )
     return tuple(hints)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import grpc
 
 from voxgate.pool import LeaseGranted, PoolEvent, PoolStats
+from voxgate.rpc.admission import Overload
 from voxgate.rpc.quotas import UsageSnapshot
 from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
 
@@ -42,6 +43,7 @@ class StatsService(stats_pb2_grpc.StatsServiceServicer):
     def __init__(self) -> None:
         self._pools: dict[str, tuple[StatsSource, PeakInUse]] = {}
         self._callers: Callable[[], list[UsageSnapshot]] = list
+        self.overload: Overload | None = None
 
     def add_callers(self, usage: Callable[[], list[UsageSnapshot]]) -> None:
         """Report each authenticated caller's use (voxgate.rpc.quotas.Ledger.snapshot)."""
@@ -56,6 +58,7 @@ class StatsService(stats_pb2_grpc.StatsServiceServicer):
         return stats_pb2.GetStatsResponse(
             pools=[pool_stats(name, stats(), peak.peak) for name, (stats, peak) in self._pools.items()],
             callers=[caller_usage(usage) for usage in self._callers()],
+            overload=overload_stats(self.overload) if self.overload is not None else None,
         )
 
 
@@ -97,4 +100,17 @@ def caller_usage(usage: UsageSnapshot) -> stats_pb2.CallerUsage:
         characters_last_minute=usage.characters_last_minute,
         generation_requests_last_minute=usage.generation_requests_last_minute,
         refused=usage.refused,
+    )
+
+
+def overload_stats(overload: Overload) -> stats_pb2.OverloadStats:
+    return stats_pb2.OverloadStats(
+        in_flight=overload.in_flight,
+        max_concurrent_rpcs=overload.max_concurrent_rpcs,
+        refused=overload.refused,
+        writes_stalled=overload.writes_stalled,
+        salvaged=overload.salvaged,
+        salvage_closed=overload.salvage_closed,
+        salvages_in_flight=overload.salvages_in_flight,
+        rate_limited_waits=overload.rate_limited_waits,
     )

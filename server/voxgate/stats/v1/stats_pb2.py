@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvoxgate/stats/v1/stats.proto\x12\x10voxgate.stats.v1\"\x11\n\x0fGetStatsRequest\"n\n\x10GetStatsResponse\x12*\n\x05pools\x18\x01 \x03(\x0b\x32\x1b.voxgate.stats.v1.PoolStats\x12.\n\x07\x63\x61llers\x18\x02 \x03(\x0b\x32\x1d.voxgate.stats.v1.CallerUsage\"\xac\x02\n\x0b\x43\x61llerUsage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tive_streams\x18\x02 \x01(\r\x12\x10\n\x08requests\x18\x03 \x01(\x04\x12\x12\n\ncharacters\x18\x04 \x01(\x04\x12\x1b\n\x13generation_requests\x18\x05 \x01(\x04\x12\x1e\n\x16\x63haracters_last_minute\x18\x06 \x01(\x04\x12\'\n\x1fgeneration_requests_last_minute\x18\x07 \x01(\x04\x12;\n\x07refused\x18\x08 \x03(\x0b\x32*.voxgate.stats.v1.CallerUsage.RefusedEntry\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x97\x04\n\tPoolStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04idle\x18\x02 \x01(\r\x12\x0e\n\x06in_use\x18\x03 \x01(\r\x12\x12\n\nconnecting\x18\x04 \x01(\r\x12\x0f\n\x07pending\x18\x05 \x01(\r\x12\x10\n\x08max_size\x18\x06 \x01(\r\x12\x13\n\x0bpeak_in_use\x18\x07 \x01(\r\x12\x0f\n\x07\x63reated\x18\x08 \x01(\x04\x12\x18\n\x10\x63onnect_failures\x18\t \x01(\x04\x12\x0e\n\x06leases\x18\n \x01(\x04\x12\x13\n\x0bwarm_leases\x18\x0b \x01(\x04\x12\x15\n\rreused_leases\x18\x0c \x01(\x04\x12\x15\n\rqueued_leases\x18\r \x01(\x04\x12\x10\n\x08timeouts\x18\x0e \x01(\x04\x12\x39\n\x07\x65victed\x18\x0f \x03(\x0b\x32(.voxgate.stats.v1.PoolStats.EvictedEntry\x12\x13\n\x0breuse_ratio\x18\x10 \x01(\x01\x12\x13\n\x0butilization\x18\x11 \x01(\x01\x12\x18\n\x10peak_utilization\x18\x12 \x01(\x01\x12\x10\n\x08\x63hecking\x18\x13 \x01(\r\x12\x17\n\x0foverflow_in_use\x18\x14 \x01(\r\x12\x17\n\x0foverflow_leases\x18\x15 \x01(\x04\x12\x0f\n\x07serving\x18\x16 \x01(\x08\x1a.\n\x0c\x45victedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\x61\n\x0cStatsService\x12Q\n\x08GetStats\x12!.voxgate.stats.v1.GetStatsRequest\x1a\".voxgate.stats.v1.GetStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvoxgate/stats/v1/stats.proto\x12\x10voxgate.stats.v1\"\x11\n\x0fGetStatsRequest\"\xa1\x01\n\x10GetStatsResponse\x12*\n\x05pools\x18\x01 \x03(\x0b\x32\x1b.voxgate.stats.v1.PoolStats\x12.\n\x07\x63\x61llers\x18\x02 \x03(\x0b\x32\x1d.voxgate.stats.v1.CallerUsage\x12\x31\n\x08overload\x18\x03 \x01(\x0b\x32\x1f.voxgate.stats.v1.OverloadStats\"\xac\x02\n\x0b\x43\x61llerUsage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tive_streams\x18\x02 \x01(\r\x12\x10\n\x08requests\x18\x03 \x01(\x04\x12\x12\n\ncharacters\x18\x04 \x01(\x04\x12\x1b\n\x13generation_requests\x18\x05 \x01(\x04\x12\x1e\n\x16\x63haracters_last_minute\x18\x06 \x01(\x04\x12\'\n\x1fgeneration_requests_last_minute\x18\x07 \x01(\x04\x12;\n\x07refused\x18\x08 \x03(\x0b\x32*.voxgate.stats.v1.CallerUsage.RefusedEntry\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xa8\x02\n\rOverloadStats\x12\x11\n\tin_flight\x18\x01 \x01(\r\x12\x1b\n\x13max_concurrent_rpcs\x18\x02 \x01(\r\x12=\n\x07refused\x18\x03 \x03(\x0b\x32,.voxgate.stats.v1.OverloadStats.RefusedEntry\x12\x16\n\x0ewrites_stalled\x18\x04 \x01(\x04\x12\x10\n\x08salvaged\x18\x05 \x01(\x04\x12\x16\n\x0esalvage_closed\x18\x06 \x01(\x04\x12\x1a\n\x12salvages_in_flight\x18\x07 \x01(\r\x12\x1a\n\x12rate_limited_waits\x18\x08 \x01(\x04\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x97\x04\n\tPoolStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04idle\x18\x02 \x01(\r\x12\x0e\n\x06in_use\x18\x03 \x01(\r\x12\x12\n\nconnecting\x18\x04 \x01(\r\x12\x0f\n\x07pending\x18\x05 \x01(\r\x12\x10\n\x08max_size\x18\x06 \x01(\r\x12\x13\n\x0bpeak_in_use\x18\x07 \x01(\r\x12\x0f\n\x07\x63reated\x18\x08 \x01(\x04\x12\x18\n\x10\x63onnect_failures\x18\t \x01(\x04\x12\x0e\n\x06leases\x18\n \x01(\x04\x12\x13\n\x0bwarm_leases\x18\x0b \x01(\x04\x12\x15\n\rreused_leases\x18\x0c \x01(\x04\x12\x15\n\rqueued_leases\x18\r \x01(\x04\x12\x10\n\x08timeouts\x18\x0e \x01(\x04\x12\x39\n\x07\x65victed\x18\x0f \x03(\x0b\x32(.voxgate.stats.v1.PoolStats.EvictedEntry\x12\x13\n\x0breuse_ratio\x18\x10 \x01(\x01\x12\x13\n\x0butilization\x18\x11 \x01(\x01\x12\x18\n\x10peak_utilization\x18\x12 \x01(\x01\x12\x10\n\x08\x63hecking\x18\x13 \x01(\r\x12\x17\n\x0foverflow_in_use\x18\x14 \x01(\r\x12\x17\n\x0foverflow_leases\x18\x15 \x01(\x04\x12\x0f\n\x07serving\x18\x16 \x01(\x08\x1a.\n\x0c\x45victedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\x61\n\x0cStatsService\x12Q\n\x08GetStats\x12!.voxgate.stats.v1.GetStatsRequest\x1a\".voxgate.stats.v1.GetStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,20 +33,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CALLERUSAGE_REFUSEDENTRY']._loaded_options = None
   _globals['_CALLERUSAGE_REFUSEDENTRY']._serialized_options = b'8\001'
+  _globals['_OVERLOADSTATS_REFUSEDENTRY']._loaded_options = None
+  _globals['_OVERLOADSTATS_REFUSEDENTRY']._serialized_options = b'8\001'
   _globals['_POOLSTATS_EVICTEDENTRY']._loaded_options = None
   _globals['_POOLSTATS_EVICTEDENTRY']._serialized_options = b'8\001'
   _globals['_GETSTATSREQUEST']._serialized_start=50
   _globals['_GETSTATSREQUEST']._serialized_end=67
-  _globals['_GETSTATSRESPONSE']._serialized_start=69
-  _globals['_GETSTATSRESPONSE']._serialized_end=179
-  _globals['_CALLERUSAGE']._serialized_start=182
-  _globals['_CALLERUSAGE']._serialized_end=482
-  _globals['_CALLERUSAGE_REFUSEDENTRY']._serialized_start=436
-  _globals['_CALLERUSAGE_REFUSEDENTRY']._serialized_end=482
-  _globals['_POOLSTATS']._serialized_start=485
-  _globals['_POOLSTATS']._serialized_end=1020
-  _globals['_POOLSTATS_EVICTEDENTRY']._serialized_start=974
-  _globals['_POOLSTATS_EVICTEDENTRY']._serialized_end=1020
-  _globals['_STATSSERVICE']._serialized_start=1022
-  _globals['_STATSSERVICE']._serialized_end=1119
+  _globals['_GETSTATSRESPONSE']._serialized_start=70
+  _globals['_GETSTATSRESPONSE']._serialized_end=231
+  _globals['_CALLERUSAGE']._serialized_start=234
+  _globals['_CALLERUSAGE']._serialized_end=534
+  _globals['_CALLERUSAGE_REFUSEDENTRY']._serialized_start=488
+  _globals['_CALLERUSAGE_REFUSEDENTRY']._serialized_end=534
+  _globals['_OVERLOADSTATS']._serialized_start=537
+  _globals['_OVERLOADSTATS']._serialized_end=833
+  _globals['_OVERLOADSTATS_REFUSEDENTRY']._serialized_start=488
+  _globals['_OVERLOADSTATS_REFUSEDENTRY']._serialized_end=534
+  _globals['_POOLSTATS']._serialized_start=836
+  _globals['_POOLSTATS']._serialized_end=1371
+  _globals['_POOLSTATS_EVICTEDENTRY']._serialized_start=1325
+  _globals['_POOLSTATS_EVICTEDENTRY']._serialized_end=1371
+  _globals['_STATSSERVICE']._serialized_start=1373
+  _globals['_STATSSERVICE']._serialized_end=1470
 # @@protoc_insertion_point(module_scope)

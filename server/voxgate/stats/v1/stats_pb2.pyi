@@ -11,12 +11,14 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("pools", "callers")
+    __slots__ = ("pools", "callers", "overload")
     POOLS_FIELD_NUMBER: _ClassVar[int]
     CALLERS_FIELD_NUMBER: _ClassVar[int]
+    OVERLOAD_FIELD_NUMBER: _ClassVar[int]
     pools: _containers.RepeatedCompositeFieldContainer[PoolStats]
     callers: _containers.RepeatedCompositeFieldContainer[CallerUsage]
-    def __init__(self, pools: _Optional[_Iterable[_Union[PoolStats, _Mapping]]] = ..., callers: _Optional[_Iterable[_Union[CallerUsage, _Mapping]]] = ...) -> None: ...
+    overload: OverloadStats
+    def __init__(self, pools: _Optional[_Iterable[_Union[PoolStats, _Mapping]]] = ..., callers: _Optional[_Iterable[_Union[CallerUsage, _Mapping]]] = ..., overload: _Optional[_Union[OverloadStats, _Mapping]] = ...) -> None: ...
 
 class CallerUsage(_message.Message):
     __slots__ = ("name", "active_streams", "requests", "characters", "generation_requests", "characters_last_minute", "generation_requests_last_minute", "refused")
@@ -44,6 +46,33 @@ class CallerUsage(_message.Message):
     generation_requests_last_minute: int
     refused: _containers.ScalarMap[str, int]
     def __init__(self, name: _Optional[str] = ..., active_streams: _Optional[int] = ..., requests: _Optional[int] = ..., characters: _Optional[int] = ..., generation_requests: _Optional[int] = ..., characters_last_minute: _Optional[int] = ..., generation_requests_last_minute: _Optional[int] = ..., refused: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class OverloadStats(_message.Message):
+    __slots__ = ("in_flight", "max_concurrent_rpcs", "refused", "writes_stalled", "salvaged", "salvage_closed", "salvages_in_flight", "rate_limited_waits")
+    class RefusedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_RPCS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    WRITES_STALLED_FIELD_NUMBER: _ClassVar[int]
+    SALVAGED_FIELD_NUMBER: _ClassVar[int]
+    SALVAGE_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    SALVAGES_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMITED_WAITS_FIELD_NUMBER: _ClassVar[int]
+    in_flight: int
+    max_concurrent_rpcs: int
+    refused: _containers.ScalarMap[str, int]
+    writes_stalled: int
+    salvaged: int
+    salvage_closed: int
+    salvages_in_flight: int
+    rate_limited_waits: int
+    def __init__(self, in_flight: _Optional[int] = ..., max_concurrent_rpcs: _Optional[int] = ..., refused: _Optional[_Mapping[str, int]] = ..., writes_stalled: _Optional[int] = ..., salvaged: _Optional[int] = ..., salvage_closed: _Optional[int] = ..., salvages_in_flight: _Optional[int] = ..., rate_limited_waits: _Optional[int] = ...) -> None: ...
 
 class PoolStats(_message.Message):
     __slots__ = ("name", "idle", "in_use", "connecting", "pending", "max_size", "peak_in_use", "created", "connect_failures", "leases", "warm_leases", "reused_leases", "queued_leases", "timeouts", "evicted", "reuse_ratio", "utilization", "peak_utilization", "checking", "overflow_in_use", "overflow_leases", "serving")
