@@ -117,6 +117,8 @@ class App:
             Defaults(model=settings.default_model, voice=settings.default_voice),
             max_attempts=settings.max_attempts,
             telemetry=SpeechTelemetry(self.telemetry),
+            stream_idle_timeout_s=settings.stream_idle_timeout_s,
+            stream_max_pieces=settings.stream_max_pieces,
         )
         # With telemetry off there is no interceptor at all: the RPC path pays nothing.
         interceptors = [RpcInterceptor(self.telemetry)] if self.telemetry.enabled else []

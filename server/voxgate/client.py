@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -67,6 +67,35 @@ class Client:
                 yield response.summary
             else:
                 yield response.audio
+        if not got_summary:
+            raise IncompleteStream("stream ended without a summary")
+
+    async def stream_text(
+        self,
+        config: speech_pb2.SynthesisConfig,
+        pieces: AsyncIterable[str],
+        *,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[bytes | speech_pb2.SynthesisSummary]:
+        """SynthesizeStream: send ``config``, then each piece as ``pieces`` yields it; yield each
+        audio chunk, then the summary. Raises ``grpc.aio.AioRpcError`` on failure."""
+
+        async def requests() -> AsyncIterator[speech_pb2.SynthesizeStreamRequest]:
+            yield speech_pb2.SynthesizeStreamRequest(config=config)
+            async for piece in pieces:
+                yield speech_pb2.SynthesizeStreamRequest(text=piece)
+
+        call = self.speech.SynthesizeStream(requests(), timeout=timeout_s)
+        got_summary = False
+        try:
+            async for response in call:
+                if response.WhichOneof("content") == "summary":
+                    got_summary = True
+                    yield response.summary
+                else:
+                    yield response.audio
+        finally:
+            call.cancel()  # no-op once the call ended; frees the stream if the caller stopped early
         if not got_summary:
             raise IncompleteStream("stream ended without a summary")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Coroutine
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -21,6 +21,7 @@ from websockets.protocol import State
 
 from voxgate import __version__
 from voxgate.speech.protocol import ProtocolError, SynthesisTask, TaskFinished, TaskStarted, TaskState
+from voxgate.speech.text_input import TextReader
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,47 @@ class Synthesizer:
             if task.state is not TaskState.FINISHED:
                 self._broken = True
 
+    async def run_stream(self, task: SynthesisTask, text: TextReader) -> AsyncGenerator[bytes, None]:
+        """Like :meth:`run`, but the text arrives in pieces: each batch ``text`` hands out goes
+        upstream as its own continue-task while audio flows back; its end sends finish-task.
+
+        Also raises what ``text.next_batch()`` raises (the caller's input was rejected).
+        """
+        if self._busy:
+            raise ProtocolError("a task is already running on this connection")
+        self._busy = True
+        try:
+            await self._send(task.run_task())
+            await self._await_started(task)
+            with _SilenceWatchdog(self._endpoint.frame_timeout_s) as watchdog:
+                sender = asyncio.create_task(self._send_pieces(task, text, watchdog), name="voxgate-text-in")
+                try:
+                    while True:
+                        frame = await watchdog.guard(self._recv())
+                        if isinstance(frame, bytes):
+                            yield task.receive_audio(frame).data
+                        elif isinstance(task.receive_text(frame), TaskFinished):
+                            return
+                finally:
+                    sender.cancel()
+        finally:
+            self._busy = False
+            if task.state is not TaskState.FINISHED:
+                self._broken = True
+
+    async def _send_pieces(self, task: SynthesisTask, text: TextReader, watchdog: _SilenceWatchdog) -> None:
+        """Forward text as it comes, then finish-task; any failure interrupts the receive loop."""
+        try:
+            while (batch := await text.next_batch()) is not None:
+                await self._send(task.continue_task(batch))
+                # The upstream may stay silent until a sentence is complete: waiting for the
+                # caller's text is not upstream silence.
+                watchdog.restart()
+            await self._send(task.finish_task())
+            watchdog.restart()
+        except Exception as exc:  # handed to the receive loop, which raises it
+            watchdog.interrupt(exc)
+
     async def _await_started(self, task: SynthesisTask) -> None:
         try:
             async with asyncio.timeout(self._endpoint.task_start_timeout_s):
@@ -229,7 +271,8 @@ class _SilenceWatchdog:
     voxgate's CPU per stream (docs/benchmarks.md). Here a frame costs two clock reads;
     one timer wakes at most once per ``limit_s`` and re-arms itself from the latest
     activity. Time spent outside :meth:`guard` (the caller writing audio to a slow
-    gRPC reader) never counts as upstream silence.
+    gRPC reader) never counts as upstream silence. :meth:`interrupt` ends the loop with
+    another task's exception (the text sender of a stream) the same way.
     """
 
     def __init__(self, limit_s: float) -> None:
@@ -238,6 +281,8 @@ class _SilenceWatchdog:
         self._task = asyncio.current_task()
         self._waiting_since: float | None = None
         self._expired = False
+        self._interrupted: Exception | None = None
+        self._cancelling = False
         self._timer = self._loop.call_at(self._loop.time() + limit_s, self._check)
 
     def __enter__(self) -> _SilenceWatchdog:
@@ -247,24 +292,49 @@ class _SilenceWatchdog:
         self._timer.cancel()
 
     async def guard(self, receive: Awaitable[str | bytes]) -> str | bytes:
-        """Await ``receive``; raise :class:`ConnectionLost` if the silence limit passes first."""
+        """Await ``receive``; raise :class:`ConnectionLost` if the silence limit passes first,
+        or the exception given to :meth:`interrupt`."""
+        if self._interrupted is not None:
+            if isinstance(receive, Coroutine):
+                receive.close()
+            raise self._interrupted
         self._waiting_since = self._loop.time()
         try:
             return await receive
         except asyncio.CancelledError:
-            # Our own cancel (and nobody else's too): the silence limit passed.
-            if self._expired and self._task is not None and self._task.uncancel() == 0:
+            # Our own cancel (and nobody else's too): the silence limit passed, or an interrupt.
+            if self._cancelling and self._task is not None and self._task.uncancel() == 0:
+                self._cancelling = False
+                if self._interrupted is not None:
+                    raise self._interrupted from None
                 raise ConnectionLost(f"upstream sent nothing for {self._limit_s:.3g}s") from None
             raise
         finally:
             self._waiting_since = None
+
+    def restart(self) -> None:
+        """Count the upstream's silence from now (we just sent it something to answer)."""
+        if self._waiting_since is not None:
+            self._waiting_since = self._loop.time()
+
+    def interrupt(self, exc: Exception) -> None:
+        """End the receive loop with ``exc``: at once if it is waiting, else at its next frame."""
+        if self._interrupted is None:
+            self._interrupted = exc
+            if self._waiting_since is not None:
+                self._cancel()
+
+    def _cancel(self) -> None:
+        if not self._cancelling and self._task is not None:
+            self._cancelling = True
+            self._task.cancel()
 
     def _check(self) -> None:
         now = self._loop.time()
         since = self._waiting_since
         if since is not None and now - since >= self._limit_s and self._task is not None:
             self._expired = True
-            self._task.cancel()
+            self._cancel()
             return
         self._timer = self._loop.call_at((since if since is not None else now) + self._limit_s, self._check)
 

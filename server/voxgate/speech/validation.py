@@ -50,9 +50,32 @@ class Defaults:
     voice: str
 
 
+_Parameters = speech_pb2.SynthesizeRequest | speech_pb2.SynthesisConfig
+"""SynthesisConfig is SynthesizeRequest without ``text``: same fields, same checks."""
+
+
 def synthesis_params(request: speech_pb2.SynthesizeRequest, defaults: Defaults) -> SynthesisParams:
     """Validate ``request`` and return the upstream parameters. Raises :class:`InvalidRequest`."""
     _check_text(request.text)
+    return _params(request, defaults)
+
+
+def stream_params(config: speech_pb2.SynthesisConfig, defaults: Defaults) -> SynthesisParams:
+    """Validate a SynthesizeStream's ``config`` (field names prefixed ``config.``).
+
+    SSML is refused: the upstream accepts only one continue-task per SSML task
+    (docs/protocol.md#run-task), and a stream sends one per piece."""
+    try:
+        if config.enable_ssml:
+            raise InvalidRequest(
+                "enable_ssml", "is not supported in a stream (SSML must arrive whole: use Synthesize)"
+            )
+        return _params(config, defaults)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"config.{exc.field}", str(exc).partition(": ")[2]) from None
+
+
+def _params(request: _Parameters, defaults: Defaults) -> SynthesisParams:
     fmt = _FORMATS.get(request.format)
     if fmt is None:
         raise InvalidRequest("format", f"unknown AudioFormat value {request.format}")
@@ -121,7 +144,7 @@ def _float_in(field: str, value: float, low: float, high: float) -> float:
     return round(value, 4)  # float32 on the wire: 1.2 arrives as 1.2000000476837158
 
 
-def _bit_rate(request: speech_pb2.SynthesizeRequest, fmt: str) -> int | None:
+def _bit_rate(request: _Parameters, fmt: str) -> int | None:
     if not request.HasField("bit_rate"):
         return None
     if fmt != "opus":
