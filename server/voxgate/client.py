@@ -21,6 +21,7 @@ import grpc
 
 from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
+from voxgate.voice.v1 import voice_pb2, voice_pb2_grpc
 
 WAV_HEADER_BYTES = 44
 
@@ -45,6 +46,7 @@ class Client:
         self.channel = grpc.aio.insecure_channel(target)
         self.speech = speech_pb2_grpc.SpeechServiceStub(self.channel)
         self.generation = generation_pb2_grpc.GenerationServiceStub(self.channel)
+        self.voice = voice_pb2_grpc.VoiceServiceStub(self.channel)
 
     async def __aenter__(self) -> Client:
         return self
@@ -96,6 +98,28 @@ class Client:
                     yield response.audio
         finally:
             call.cancel()  # no-op once the call ended; frees the stream if the caller stopped early
+        if not got_summary:
+            raise IncompleteStream("stream ended without a summary")
+
+    async def speak(
+        self, request: voice_pb2.SpeakRequest, *, timeout_s: float | None = None
+    ) -> AsyncIterator[str | bytes | voice_pb2.SpeakSummary]:
+        """Speak: yield each text delta (str) and audio chunk (bytes) as they come, then the
+        summary. Raises ``grpc.aio.AioRpcError`` on failure."""
+        call = self.voice.Speak(request, timeout=timeout_s)
+        got_summary = False
+        try:
+            async for response in call:
+                kind = response.WhichOneof("kind")
+                if kind == "summary":
+                    got_summary = True
+                    yield response.summary
+                elif kind == "text":
+                    yield response.text
+                else:
+                    yield response.audio
+        finally:
+            call.cancel()
         if not got_summary:
             raise IncompleteStream("stream ended without a summary")
 

@@ -255,6 +255,7 @@ async def test_failure_after_audio_is_not_retried_and_says_what_was_delivered(
 ) -> None:
     upstream.set_faults(Faults(fail_after_bytes=4000, fail_code="InternalError", times=1))
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stream_all(client, Config(format=speech_pb2.AUDIO_FORMAT_PCM), then_hold(PIECES))
+        # One piece, written before any audio can exist: no write races the failure.
+        await stream_all(client, Config(format=speech_pb2.AUDIO_FORMAT_PCM), then_hold([JOINED]))
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "audio stream interrupted after" in (info.value.details() or "")

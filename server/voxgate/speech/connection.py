@@ -207,6 +207,10 @@ class Synthesizer:
                 watchdog.restart()
             await self._send(task.finish_task())
             watchdog.restart()
+        except ConnectionLost:
+            # The receive loop meets the same close, after any frame sent before it (a
+            # task-failed says more than the close does).
+            return
         except Exception as exc:  # handed to the receive loop, which raises it
             watchdog.interrupt(exc)
 

@@ -85,6 +85,8 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             max_attempts, initial_backoff_s=RETRY_BACKOFF_INITIAL_S, max_backoff_s=RETRY_BACKOFF_MAX_S
         )
         self._telemetry = telemetry
+        self.retry_policy = self._retry
+        self.telemetry = telemetry
         self._stream_idle_timeout_s = stream_idle_timeout_s
         self._stream_max_pieces = stream_max_pieces
         self.draining = False

@@ -41,7 +41,11 @@ def input_failure(exc: BaseException) -> Failure | None:
 class TextInput:
     """Pieces of text received so far; ``close()`` when the caller is done."""
 
-    def __init__(self, *, idle_timeout_s: float, max_pieces: int, idle_hint: str) -> None:
+    def __init__(
+        self, *, idle_timeout_s: float, max_pieces: int, idle_hint: str, idle_from_first_piece: bool = False
+    ) -> None:
+        """``idle_from_first_piece``: the idle limit starts with the first piece, not now (Speak
+        starts its upstream task only then)."""
         self._idle_timeout_s = idle_timeout_s
         self._max_pieces = max_pieces
         self._idle_hint = idle_hint
@@ -57,7 +61,8 @@ class TextInput:
         self._changed = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._arm_idle()
+        if not idle_from_first_piece:
+            self._arm_idle()
 
     def add(self, piece: str) -> None:
         """Append one piece. Raises :class:`InputRejected` (and fails the input) past a limit."""
@@ -73,9 +78,11 @@ class TextInput:
                 )
             )
             return
-        self._arm_idle()
         if not piece:
+            if self._idle_timer is not None:
+                self._arm_idle()
             return
+        self._arm_idle()
         length = weighted_length(piece)
         if length > MAX_TEXT_CHARS_PER_CONTINUE:
             self.fail(

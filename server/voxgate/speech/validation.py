@@ -60,8 +60,10 @@ def synthesis_params(request: speech_pb2.SynthesizeRequest, defaults: Defaults) 
     return _params(request, defaults)
 
 
-def stream_params(config: speech_pb2.SynthesisConfig, defaults: Defaults) -> SynthesisParams:
-    """Validate a SynthesizeStream's ``config`` (field names prefixed ``config.``).
+def stream_params(
+    config: speech_pb2.SynthesisConfig, defaults: Defaults, *, field: str = "config"
+) -> SynthesisParams:
+    """Validate a SynthesisConfig sent as ``field`` (error field names are prefixed with it).
 
     SSML is refused: the upstream accepts only one continue-task per SSML task
     (docs/protocol.md#run-task), and a stream sends one per piece."""
@@ -72,7 +74,7 @@ def stream_params(config: speech_pb2.SynthesisConfig, defaults: Defaults) -> Syn
             )
         return _params(config, defaults)
     except InvalidRequest as exc:
-        raise InvalidRequest(f"config.{exc.field}", str(exc).partition(": ")[2]) from None
+        raise InvalidRequest(f"{field}.{exc.field}", str(exc).partition(": ")[2]) from None
 
 
 def _params(request: _Parameters, defaults: Defaults) -> SynthesisParams:
