@@ -35,10 +35,9 @@ class Segmenter:
         self._pending += delta
         end = 0
         for match in self._boundary.finditer(self._pending):
-            # A terminator at the very end may still be followed by whitespace or more of the
-            # number ("3." then "14"); cut only once something follows it.
-            if match.end() < len(self._pending):
-                end = match.end()
+            # "." counts only before whitespace, so "3." waiting for its "14" is not cut;
+            # "!" or "," at the very end is: waiting for the next token costs a token's time.
+            end = match.end()
         if end == 0 and len(self._pending) > MAX_PENDING_CHARS:
             end = self._pending.rfind(" ") + 1
         if end <= 0:
