@@ -1,4 +1,4 @@
-"""``voxgate serve | synth | generate | stats | dev-upstream``."""
+"""``voxgate serve | synth | speak | generate | stats | dev-upstream``."""
 
 from __future__ import annotations
 
@@ -61,7 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve, command_parser=serve)
 
     synth = commands.add_parser("synth", help="synthesize text through a running voxgate into an audio file")
-    synth.add_argument("text")
+    synth.add_argument("text", nargs="?", help="the text (or --stdin)")
+    synth.add_argument(
+        "--stdin",
+        action="store_true",
+        help="speak standard input as it is written (SynthesizeStream), e.g. piped from a model",
+    )
     synth.add_argument(
         "-o", "--output", metavar="FILE", default="out.wav", help="audio file to write (default: out.wav)"
     )
@@ -84,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", metavar="SECONDS", type=float, default=60.0, help="deadline in seconds (default: 60)"
     )
     synth.set_defaults(command_parser=synth, handler=_synth)
+
+    from voxgate.cli_stream import add_speak_parser
+
+    add_speak_parser(commands)
 
     generate = commands.add_parser("generate", help="generate text through a running voxgate")
     generate.add_argument("prompt", help="the user message")
@@ -196,6 +205,12 @@ def _describe_pool(pool: stats_pb2.PoolStats) -> str:
 def _synth(args: argparse.Namespace) -> int:
     from voxgate.client import Client
 
+    if args.stdin == (args.text is not None):
+        args.command_parser.error("give the text or --stdin, not both")
+    if args.stdin:
+        from voxgate.cli_stream import synth_stdin
+
+        return synth_stdin(args)
     fmt = args.format or os.path.splitext(args.output)[1].lstrip(".").lower() or "wav"
     if fmt not in FORMATS:
         print(f"voxgate synth: cannot tell the format from {args.output!r}; pass --format", file=sys.stderr)

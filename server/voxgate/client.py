@@ -150,20 +150,7 @@ class Client:
         self, request: speech_pb2.SynthesizeRequest, sink: BinaryIO, *, timeout_s: float | None = None
     ) -> SynthesisResult:
         """Write the audio to ``sink`` as it arrives and return the summary with client timings."""
-        started = time.perf_counter()
-        first_packet_ms = 0.0
-        audio_bytes = 0
-        summary: speech_pb2.SynthesisSummary | None = None
-        async for item in self.stream(request, timeout_s=timeout_s):
-            if isinstance(item, bytes):
-                if not audio_bytes:
-                    first_packet_ms = (time.perf_counter() - started) * 1000
-                audio_bytes += len(item)
-                sink.write(item)
-            else:
-                summary = item
-        assert summary is not None  # stream() raises otherwise
-        return SynthesisResult(summary, audio_bytes, first_packet_ms, (time.perf_counter() - started) * 1000)
+        return await _to_sink(self.stream(request, timeout_s=timeout_s), sink)
 
     async def synthesize_to_file(
         self, request: speech_pb2.SynthesizeRequest, path: str | Path, *, timeout_s: float | None = None
@@ -172,19 +159,55 @@ class Client:
 
         If the call fails, ``path`` is removed: a short clip never stays behind looking whole.
         """
-        try:
-            # Small sequential writes to a local file, in the CLI's own loop: not worth a thread.
-            with open(path, "wb") as sink:  # noqa: ASYNC230
-                result = await self.synthesize(request, sink, timeout_s=timeout_s)
-                if (
-                    result.summary.format == speech_pb2.AUDIO_FORMAT_WAV
-                    and result.audio_bytes >= WAV_HEADER_BYTES
-                ):
-                    patch_wav_sizes(sink, result.audio_bytes)
-        except BaseException:
-            Path(path).unlink(missing_ok=True)  # noqa: ASYNC240  # one local unlink, on failure
-            raise
-        return result
+        return await _to_file(self.stream(request, timeout_s=timeout_s), path)
+
+    async def stream_text_to_file(
+        self,
+        config: speech_pb2.SynthesisConfig,
+        pieces: AsyncIterable[str],
+        path: str | Path,
+        *,
+        timeout_s: float | None = None,
+    ) -> SynthesisResult:
+        """SynthesizeStream into ``path``, as :meth:`synthesize_to_file` does for Synthesize."""
+        return await _to_file(self.stream_text(config, pieces, timeout_s=timeout_s), path)
+
+
+async def _to_sink(
+    items: AsyncIterator[bytes | speech_pb2.SynthesisSummary], sink: BinaryIO
+) -> SynthesisResult:
+    started = time.perf_counter()
+    first_packet_ms = 0.0
+    audio_bytes = 0
+    summary: speech_pb2.SynthesisSummary | None = None
+    async for item in items:
+        if isinstance(item, bytes):
+            if not audio_bytes:
+                first_packet_ms = (time.perf_counter() - started) * 1000
+            audio_bytes += len(item)
+            sink.write(item)
+        else:
+            summary = item
+    assert summary is not None  # stream() and stream_text() raise otherwise
+    return SynthesisResult(summary, audio_bytes, first_packet_ms, (time.perf_counter() - started) * 1000)
+
+
+async def _to_file(
+    items: AsyncIterator[bytes | speech_pb2.SynthesisSummary], path: str | Path
+) -> SynthesisResult:
+    try:
+        # Small sequential writes to a local file, in the CLI's own loop: not worth a thread.
+        with open(path, "wb") as sink:  # noqa: ASYNC230
+            result = await _to_sink(items, sink)
+            if (
+                result.summary.format == speech_pb2.AUDIO_FORMAT_WAV
+                and result.audio_bytes >= WAV_HEADER_BYTES
+            ):
+                patch_wav_sizes(sink, result.audio_bytes)
+    except BaseException:
+        Path(path).unlink(missing_ok=True)  # noqa: ASYNC240  # one local unlink, on failure
+        raise
+    return result
 
 
 def patch_wav_sizes(sink: BinaryIO, total_bytes: int) -> None:
