@@ -3,7 +3,9 @@
 /**
  * voxgate-node synth TEXT [-o out.wav] [--format wav|pcm|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
  * voxgate-node generate PROMPT [--system TEXT] [--model M] [--max-tokens N] [--no-stream] [--json]
- * Both take --server HOST:PORT (default 127.0.0.1:50051) and --timeout SECONDS (default 60).
+ * voxgate-node synth-stdin [-o out.wav] [--format F] [--sample-rate HZ] [--voice V] [--model M]
+ * voxgate-node speak PROMPT [-o out.wav] [--format F] [--sample-rate HZ] [--voice V] [--model M]
+ * All take --server HOST:PORT (default 127.0.0.1:50051) and --timeout SECONDS (default 60).
  * Exit status: 0 done, 1 the call failed (the gRPC status is printed), 2 bad usage.
  */
 
@@ -20,6 +22,8 @@ const COMMON = {
 };
 const USAGE = `usage: voxgate-node synth TEXT [-o FILE] [--format pcm|wav|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
        voxgate-node generate PROMPT [--system TEXT] [--model M] [--max-tokens N] [--no-stream] [--json]
+       voxgate-node synth-stdin [-o FILE] [--format pcm|wav|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
+       voxgate-node speak PROMPT [-o FILE] [--format pcm|wav|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
 common options: --server HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (default 60)`;
 
 class UsageError extends Error {}
@@ -125,6 +129,87 @@ async function generate(argv) {
   }
 }
 
+const AUDIO_OPTIONS = {
+  output: { type: 'string', short: 'o', default: 'out.wav' },
+  format: { type: 'string' },
+  'sample-rate': { type: 'string' },
+  voice: { type: 'string', default: '' },
+};
+
+function speechConfig(values, model) {
+  const formatName = values.format ?? (path.extname(values.output).slice(1).toLowerCase() || 'wav');
+  if (!(formatName in FORMATS)) throw new UsageError(`cannot tell the format from ${values.output}; pass --format`);
+  const config = { model, voice: values.voice, format: FORMATS[formatName], sampleRate: integerOption(values, 'sample-rate') ?? 0 };
+  return { formatName, config };
+}
+
+/** Write `{ audio }` items to `filePath` as they come (WAV sizes patched at the end); other items go to `onItem`. */
+async function audioToFile(items, filePath, format, onItem) {
+  const fs = require('node:fs');
+  const file = await fs.promises.open(filePath, 'w');
+  let audioBytes = 0;
+  try {
+    for await (const item of items) {
+      if (item.audio === undefined) {
+        onItem(item);
+        continue;
+      }
+      await file.write(item.audio);
+      audioBytes += item.audio.length;
+    }
+    if (format === 'AUDIO_FORMAT_WAV' && audioBytes >= 44) {
+      const size = Buffer.alloc(4);
+      size.writeUInt32LE(audioBytes - 8);
+      await file.write(size, 0, 4, 4);
+      size.writeUInt32LE(audioBytes - 44);
+      await file.write(size, 0, 4, 40);
+    }
+  } finally {
+    await file.close();
+  }
+  return audioBytes;
+}
+
+async function synthStdin(argv) {
+  const { values, timeoutMs } = parse(['-', ...argv], AUDIO_OPTIONS);
+  const { formatName, config } = speechConfig(values, values.model);
+  process.stdin.setEncoding('utf8'); // each chunk read is one piece, as the writer flushed it
+  const client = new VoxgateClient(values.server);
+  try {
+    let summary = null;
+    const items = client.synthesizeTextStream(config, process.stdin, { timeoutMs });
+    const audioBytes = await audioToFile(items, values.output, config.format, (item) => (summary = item.summary));
+    console.log(
+      `wrote ${values.output}: ${audioBytes} bytes ${formatName} at ${summary.sampleRate} Hz\n` +
+        `${summary.textPieces} pieces of text; first audio ${summary.textToFirstAudioMs.toFixed(1)} ms after the first piece`,
+    );
+  } finally {
+    client.close();
+  }
+}
+
+async function speak(argv) {
+  const { values, text, timeoutMs } = parse(argv, AUDIO_OPTIONS);
+  const { formatName, config } = speechConfig(values, '');
+  const request = { model: values.model, messages: [{ role: 'user', content: text }], speech: config };
+  const client = new VoxgateClient(values.server);
+  try {
+    let summary = null;
+    const items = client.speak(request, { timeoutMs });
+    const audioBytes = await audioToFile(items, values.output, config.format, (item) => {
+      if (item.text !== undefined) process.stdout.write(item.text);
+      else summary = item.summary;
+    });
+    console.log(
+      `\nwrote ${values.output}: ${audioBytes} bytes ${formatName} at ${summary.sampleRate} Hz\n` +
+        `first token ${summary.timeToFirstTokenMs.toFixed(1)} ms, first audio ${summary.timeToFirstAudioMs.toFixed(1)} ms` +
+        ` in voxgate; finish ${summary.finishReason}; ${summary.characters} characters spoken`,
+    );
+  } finally {
+    client.close();
+  }
+}
+
 function finishLine(response) {
   const u = response.usage;
   return `finish ${response.finishReason}; usage ${u.inputTokens} in + ${u.outputTokens} out = ${u.totalTokens} tokens`;
@@ -135,7 +220,7 @@ function origin(response) {
 }
 
 async function main(argv) {
-  const commands = { synth, generate };
+  const commands = { synth, generate, 'synth-stdin': synthStdin, speak };
   const command = commands[argv[0]];
   if (!command) {
     console.error(USAGE);

@@ -2,8 +2,10 @@
 //
 //	voxgate-go synth TEXT [-o out.wav] [--format wav|pcm|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
 //	voxgate-go generate PROMPT [--system TEXT] [--model M] [--max-tokens N] [--no-stream] [--json]
+//	voxgate-go synth-stdin [-o out.wav] [--format F] [--sample-rate HZ] [--voice V] [--model M]
+//	voxgate-go speak PROMPT [-o out.wav] [--format F] [--sample-rate HZ] [--voice V] [--model M]
 //
-// Both take --server HOST:PORT (default 127.0.0.1:50051) and --timeout SECONDS (default 60).
+// All take --server HOST:PORT (default 127.0.0.1:50051) and --timeout SECONDS (default 60).
 // Exit status: 0 done, 1 the call failed (the gRPC status is printed), 2 bad usage.
 package main
 
@@ -29,6 +31,8 @@ import (
 
 const usage = `usage: voxgate-go synth TEXT [-o FILE] [--format pcm|wav|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
        voxgate-go generate PROMPT [--system TEXT] [--model M] [--max-tokens N] [--no-stream] [--json]
+       voxgate-go synth-stdin [-o FILE] [--format pcm|wav|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
+       voxgate-go speak PROMPT [-o FILE] [--format pcm|wav|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
 common options: --server HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (default 60)`
 
 var formats = map[string]speechv1.AudioFormat{
@@ -242,7 +246,9 @@ func enableRetries() {
 
 func main() {
 	enableRetries()
-	commands := map[string]func([]string) error{"synth": synth, "generate": generate}
+	commands := map[string]func([]string) error{
+		"synth": synth, "generate": generate, "synth-stdin": synthStdin, "speak": speak,
+	}
 	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
