@@ -165,6 +165,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generation-first-byte-delay-ms", type=int, default=50)
     parser.add_argument("--requests", type=int, default=20, help="calls per variant and level, at least")
     parser.add_argument("--policies", action="store_true", help="also measure Speak's boundary policies")
+    parser.add_argument(
+        "--policy-rounds", type=int, default=4, help="rounds over the prompts per policy, the first a warm-up"
+    )
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -192,7 +195,7 @@ async def run(args: argparse.Namespace) -> None:
         async with Client(address) as client:
             await measure(client, args)
         if args.policies:
-            await measure_policies(ws_url, f"{http_base}/api/v1", key)
+            await measure_policies(ws_url, f"{http_base}/api/v1", key, max(2, args.policy_rounds))
     finally:
         await server.stop()
         await upstream.stop()
@@ -233,7 +236,7 @@ async def measure(client: Client, args: argparse.Namespace) -> None:
     print("stream: the answer's tokens sent at the model's pace; first audio and last piece from the first.")
 
 
-async def measure_policies(ws_url: str, http_url: str, key: str) -> None:
+async def measure_policies(ws_url: str, http_url: str, key: str, rounds: int) -> None:
     session = open_session(HttpConfig())
     generation = GenerationClient(session, base_url=http_url, api_key=key)
     endpoint = Endpoint(url=ws_url, api_key=key)
@@ -243,7 +246,7 @@ async def measure_policies(ws_url: str, http_url: str, key: str) -> None:
         for policy in ("delta", "clause", "sentence"):
             firsts: list[float] = []
             pieces: list[float] = []
-            for round_ in range(4):
+            for round_ in range(rounds):
                 for prompt in PROMPTS:
                     first_ms, count = await pipeline(generation, endpoint, prompt, policy)
                     if round_:  # the first round warms the upstream's voice
