@@ -144,3 +144,12 @@ async def test_speech_failure_before_audio_is_retried_with_the_text_so_far(
     text = "".join(item for item in items if isinstance(item, str))
     assert summary.characters == len(text)
     assert sum(len(item) for item in items if isinstance(item, bytes)) == summary.audio_bytes > 0
+
+
+async def test_an_empty_answer_ends_with_a_summary_and_no_audio(client: Client) -> None:
+    empty = request()
+    empty.sampling.stop.append("Hello")  # local-echo's answer starts with it: nothing is left
+    items = [item async for item in client.speak(empty, timeout_s=30)]
+    [summary] = items
+    assert isinstance(summary, voice_pb2.SpeakSummary)
+    assert summary.audio_bytes == 0 and summary.text_chars == 0 and summary.finish_reason == "stop"

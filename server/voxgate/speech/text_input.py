@@ -108,10 +108,11 @@ class TextInput:
         self.pieces.append(piece)
         self._changed.set()
 
-    def close(self) -> None:
-        """The caller sent its last piece."""
+    def close(self, *, allow_empty: bool = False) -> None:
+        """The caller sent its last piece. Without any text that is an error, unless ``allow_empty``
+        (a model may answer nothing: Speak then speaks nothing)."""
         self._disarm()
-        if self.error is None and not "".join(self.pieces).strip():
+        if self.error is None and not allow_empty and not "".join(self.pieces).strip():
             self.fail(InputRejected(grpc.StatusCode.INVALID_ARGUMENT, "text: the stream sent no text"))
             return
         self.closed = True

@@ -193,7 +193,7 @@ class VoiceService(voice_pb2_grpc.VoiceServiceServicer):
                             text.add(piece)
                     if result.finish_reason is not None:
                         text.add(segmenter.flush())
-                        text.close()
+                        text.close(allow_empty=True)
                         span.finished(result)
                         return result
             raise AssertionError("GenerationClient.stream ended without a last result")  # it raises instead
@@ -227,7 +227,8 @@ class VoiceService(voice_pb2_grpc.VoiceServiceServicer):
             progress.speech_attempts = number
             # Borrow only once there is text: a run-task now would start the upstream's 23 s text gap
             # while the model may still be thinking.
-            await text.reader().next_batch()
+            if await text.reader().next_batch() is None:
+                return  # the model answered nothing: nothing to speak
             async with self._pool.lease(self._acquire_timeout(deadline)) as lease:
                 task = SynthesisTask(params)
                 progress.task = task
