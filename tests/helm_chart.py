@@ -19,6 +19,19 @@ CHART_DIR = Path(__file__).resolve().parents[1] / "helm" / "voxgate"
 RELEASE = "demo"
 NAMESPACE = "speech"
 
+# A user's extra container (initContainers, sidecars), pinned and hardened.
+_EXTRA_CONTAINER: dict[str, Any] = {
+    "image": "registry.example.com/helper@sha256:" + "cd" * 32,
+    "imagePullPolicy": "Always",
+    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+    "securityContext": {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    },
+}
+
 # Named value sets every render, lint and schema validation runs over.
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -48,6 +61,67 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "drain": {"graceSeconds": 45.5, "preStopSeconds": 10, "shutdownSlackSeconds": 3},
         "config": {"VOXGATE_POOL_MAX_SIZE": 32, "VOXGATE_POOL_READY_MIN": 8, "VOXGATE_LOG_LEVEL": "DEBUG"},
     },
+    "pool-hpa": {
+        "otel": {"enabled": True},
+        "autoscaling": {
+            "minReplicas": 3,
+            "maxReplicas": 12,
+            "pool": {"enabled": True, "targetUtilizationPercentage": 75},
+            "behavior": {
+                "scaleUp": {
+                    "stabilizationWindowSeconds": 0,
+                    "policies": [{"type": "Pods", "value": 4, "periodSeconds": 30}],
+                },
+                "scaleDown": {"stabilizationWindowSeconds": 600},
+            },
+        },
+    },
+    "keda": {
+        "otel": {"enabled": True},
+        "keda": {
+            "enabled": True,
+            "prometheus": {
+                "serverAddress": "http://prometheus.monitoring:9090",
+                "authenticationRef": "prometheus-auth",
+            },
+        },
+        "autoscaling": {"minReplicas": 2, "maxReplicas": 8, "pool": {"targetUtilizationPercentage": 80}},
+        "config": {"VOXGATE_POOL_MAX_SIZE": 20, "VOXGATE_WORKERS": 2},
+    },
+    # Every extension point at once, a pinned image, and no default spread but a hard one.
+    "extensions": {
+        "image": {
+            "repository": "registry.example.com/voxgate",
+            "tag": "0.1.0",
+            "digest": "sha256:" + "ab" * 32,
+        },
+        "commonLabels": {"team": "speech", "app.kubernetes.io/part-of": "voice"},
+        "commonAnnotations": {"owner": "speech-platform@example.com"},
+        "podLabels": {"sidecar.istio.io/inject": "false"},
+        "revisionHistoryLimit": 3,
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "podAntiAffinityPreset": "hard",
+        "extraEnv": [
+            {"name": "GRPC_VERBOSITY", "value": "ERROR"},
+            {"name": "SSL_CERT_FILE", "value": "/etc/ssl/corp/ca-bundle.pem"},
+        ],
+        "extraEnvFrom": [{"secretRef": {"name": "proxy-settings"}}],
+        "extraVolumes": [{"name": "corp-ca", "configMap": {"name": "corp-ca-bundle"}}],
+        "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/ssl/corp", "readOnly": True}],
+        # Hardened as the chart's own container is, so that the scanner judges the chart, not them.
+        "initContainers": [{"name": "wait-for-proxy", "command": ["sh", "-c", "true"], **_EXTRA_CONTAINER}],
+        "sidecars": [
+            {
+                "name": "log-shipper",
+                "ports": [{"name": "http", "containerPort": 2020}],
+                "livenessProbe": {"httpGet": {"path": "/", "port": "http"}},
+                "readinessProbe": {"httpGet": {"path": "/api/v1/health", "port": "http"}},
+                **_EXTRA_CONTAINER,
+            },
+        ],
+    },
+    # The longest names a release can give: every object name must still fit 63 characters.
+    "long-names": {"fullnameOverride": "x" * 63, "headless": {"enabled": True}},
 }
 
 
@@ -77,9 +151,10 @@ class Rendered:
         return doc
 
     def container(self) -> dict[str, Any]:
+        """The voxgate container (sidecars may sit next to it)."""
         containers: list[dict[str, Any]] = self.get("Deployment")["spec"]["template"]["spec"]["containers"]
-        assert len(containers) == 1
-        return containers[0]
+        (container,) = (c for c in containers if c["name"] == "voxgate")
+        return container
 
     def environment(self) -> dict[str, dict[str, Any]]:
         """Every variable the container gets, by name: ConfigMap entries (envFrom, as ``{"value": ...}``)
@@ -87,6 +162,8 @@ class Rendered:
         container = self.container()
         variables: dict[str, dict[str, Any]] = {}
         for source in container.get("envFrom", []):
+            if "configMapRef" not in source or self.find("ConfigMap", source["configMapRef"]["name"]) is None:
+                continue  # extraEnvFrom: a source outside the chart
             configmap = self.get("ConfigMap", source["configMapRef"]["name"])
             variables.update({name: {"value": value} for name, value in configmap["data"].items()})
         for entry in container.get("env", []):

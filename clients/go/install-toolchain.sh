@@ -21,7 +21,9 @@ if ! command -v apt-get >/dev/null; then
 fi
 sudo=()
 [[ $(id -u) == 0 ]] || sudo=(sudo)
-echo "installing with apt: ${missing[*]}"
+echo "==> the Go client needs ${#missing[@]} Debian package(s) not installed here; installing them with apt-get now:"
+echo "      ${missing[*]}"
+echo "    (to skip the Go and Node clients, stop here and run \`make test-python\` instead of \`make test\`)"
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

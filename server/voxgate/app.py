@@ -20,7 +20,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from voxgate.config import Settings
+from voxgate.config import API_KEY_ENV, ConfigError, Settings
 from voxgate.generation.client import GenerationClient
 from voxgate.generation.servicer import GenerationService
 from voxgate.generation.session import open_session
@@ -93,17 +93,26 @@ class App:
     async def start(self) -> None:
         settings = self.settings
         endpoint, http_url = await self._endpoint()
-        generation_telemetry = GenerationTelemetry(self.telemetry, upstream_url=http_url)
+        generation_telemetry = GenerationTelemetry(
+            self.telemetry, upstream_url=http_url, content_max_chars=settings.trace_content_max_chars
+        )
         # One session for the whole process (never one per request); closed in stop().
         self._http = open_session(
             settings.http_config(),
             [generation_telemetry.trace_config()] if self.telemetry.enabled else [],
         )
         self._generation = GenerationService(
-            GenerationClient(self._http, base_url=http_url, api_key=endpoint.api_key),
+            GenerationClient(
+                self._http,
+                base_url=http_url,
+                api_key=endpoint.api_key,
+                workspace=settings.workspace or "",
+                retry_sent_timeouts=settings.http_retry_sent_timeouts,
+            ),
             default_model=settings.generation_model,
             retry=RetryPolicy(max_attempts=settings.max_attempts),
             telemetry=generation_telemetry,
+            multimodal_prefixes=settings.multimodal_model_prefixes,
         )
         # Pool facts reach telemetry and the stats service through the pool's listeners.
         peak = PeakInUse()
@@ -190,7 +199,15 @@ class App:
         if settings.api_key is None:
             # The embedded default: a loopback upstream with a key only we know.
             api_key = "sk-local-" + secrets.token_hex(16)
-            from voxgate_dev import DevUpstream, UpstreamOptions
+            try:
+                from voxgate_dev import DevUpstream, UpstreamOptions
+            except ImportError as exc:  # an install without the demo extra (the production image)
+                raise ConfigError(
+                    API_KEY_ENV,
+                    "is not set, and the embedded local upstream it would serve on is not"
+                    f" installed ({exc}): set {API_KEY_ENV}, or install the demo extra"
+                    " (pip install 'voxgate[demo]'; container image: docker build --target demo)",
+                ) from exc
 
             self.dev_upstream = DevUpstream(
                 UpstreamOptions(
@@ -215,6 +232,8 @@ class App:
             connect_timeout_s=settings.connect_timeout_s,
             task_start_timeout_s=settings.task_start_timeout_s,
             frame_timeout_s=settings.frame_timeout_s,
+            workspace=settings.workspace or "",
+            round_trip_floor_s=settings.round_trip_floor_s,
         )
         return endpoint, http_url
 

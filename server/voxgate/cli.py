@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -100,6 +101,24 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--model", metavar="MODEL", default="", help="model (default: the server's)")
     generate.add_argument("--system", metavar="TEXT", default="", help="a system message before the prompt")
     generate.add_argument("--max-tokens", metavar="N", type=int, help="most tokens to generate")
+    generate.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="FILE_OR_URL",
+        help="an image to send with the prompt: a file (sent inline) or an http(s)/oss/data URL; repeatable",
+    )
+    generate.add_argument(
+        "--think", action="store_true", help="thinking mode: print the model's reasoning (prefixed) first"
+    )
+    generate.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        metavar="NAME[=JSON_SCHEMA]",
+        help="a function the model may call (its parameters as a JSON Schema); repeatable",
+    )
+    generate.add_argument("--tool-choice", metavar="CHOICE", default="", help="auto, none, or a tool's name")
     generate.add_argument(
         "--server",
         "--target",
@@ -252,8 +271,19 @@ def _generate(args: argparse.Namespace) -> int:
     from voxgate.client import Client
 
     messages = [generation_pb2.Message(role="system", content=args.system)] if args.system else []
-    messages.append(generation_pb2.Message(role="user", content=args.prompt))
-    fields = {"model": args.model, "messages": messages, "sampling": {"max_tokens": args.max_tokens}}
+    try:
+        messages.append(_user_message(args.prompt, args.image))
+    except OSError as exc:
+        print(f"voxgate generate: --image: {exc}", file=sys.stderr)
+        return 2
+    sampling = {"max_tokens": args.max_tokens, "enable_thinking": True if args.think else None}
+    fields = {
+        "model": args.model,
+        "messages": messages,
+        "sampling": sampling,
+        "tools": [_tool(spec) for spec in args.tool],
+        "tool_choice": args.tool_choice,
+    }
 
     async def run() -> int:
         async with Client(args.server) as client:
@@ -264,7 +294,7 @@ def _generate(args: argparse.Namespace) -> int:
                 else:
                     await _print_reply(client, generation_pb2.GenerateRequest(**fields), args.timeout)
             except grpc.aio.AioRpcError as exc:
-                print(f"\nvoxgate generate: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                print(f"voxgate generate: {exc.code().name}: {exc.details()}", file=sys.stderr)
                 return 1
         return 0
 
@@ -277,13 +307,35 @@ async def _print_stream(
     started = time.perf_counter()
     client_ttft_ms = 0.0
     last = generation_pb2.GenerateStreamResponse()
-    async for last in client.generate_stream(request, timeout_s=timeout_s):
-        if last.delta and not client_ttft_ms:
-            client_ttft_ms = (time.perf_counter() - started) * 1000
-        print(last.delta, end="", flush=True)
+    thinking = False
+    try:
+        async for last in client.generate_stream(request, timeout_s=timeout_s):
+            if (last.delta or last.reasoning_delta) and not client_ttft_ms:
+                client_ttft_ms = (time.perf_counter() - started) * 1000
+            if last.reasoning_delta:
+                if not thinking:
+                    print(_THINKING_START, end="")
+                    thinking = True
+                print(last.reasoning_delta, end="", flush=True)
+            if last.delta:
+                if thinking:
+                    print(_THINKING_END)
+                    thinking = False
+                print(last.delta, end="", flush=True)
+    except grpc.aio.AioRpcError:
+        if client_ttft_ms:
+            # End the half-printed answer on stdout; the error is stderr's first line.
+            print(_THINKING_END if thinking else "")
+        raise
+    if thinking:
+        print(_THINKING_END, end="")
+    _print_tool_calls(last.tool_calls)
+    answer = ""
+    if last.time_to_first_answer_token_ms not in (0, last.time_to_first_token_ms):
+        answer = f", first answer token {last.time_to_first_answer_token_ms} ms in voxgate"
     print(
         f"\nfinish {last.finish_reason}; {_usage_line(last.usage)}\n"
-        f"first token {client_ttft_ms:.1f} ms (client), {last.time_to_first_token_ms} ms in voxgate;"
+        f"first token {client_ttft_ms:.1f} ms (client), {last.time_to_first_token_ms} ms in voxgate{answer};"
         f" model {last.model}, request {last.request_id}, {last.attempts} attempt(s)"
     )
 
@@ -291,15 +343,52 @@ async def _print_stream(
 async def _print_reply(client: Client, request: generation_pb2.GenerateRequest, timeout_s: float) -> None:
     started = time.perf_counter()
     reply = await client.generate(request, timeout_s=timeout_s)
+    if reply.reasoning:
+        print(_THINKING_START + reply.reasoning + _THINKING_END)
+    print(reply.text, end="")
+    _print_tool_calls(reply.tool_calls)
     print(
-        f"{reply.text}\nfinish {reply.finish_reason}; {_usage_line(reply.usage)}\n"
+        f"\nfinish {reply.finish_reason}; {_usage_line(reply.usage)}\n"
         f"answer in {(time.perf_counter() - started) * 1000:.1f} ms (client);"
         f" model {reply.model}, request {reply.request_id}, {reply.attempts} attempt(s)"
     )
 
 
 def _usage_line(usage: generation_pb2.Usage) -> str:
-    return f"usage {usage.input_tokens} in + {usage.output_tokens} out = {usage.total_tokens} tokens"
+    reasoning = f" ({usage.reasoning_tokens} reasoning)" if usage.reasoning_tokens else ""
+    return (
+        f"usage {usage.input_tokens} in + {usage.output_tokens}{reasoning} out = {usage.total_tokens} tokens"
+    )
+
+
+# Reasoning is prefixed (and dimmed on a terminal), so it never reads as the answer.
+_DIM = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+_THINKING_START = ("\x1b[2m" if _DIM else "") + "thinking: "
+_THINKING_END = "\x1b[0m" if _DIM else ""
+
+
+def _user_message(prompt: str, images: Sequence[str]) -> generation_pb2.Message:
+    """The prompt, after its images: files are read and sent inline, URLs as they are."""
+    if not images:
+        return generation_pb2.Message(role="user", content=prompt)
+    parts = [
+        generation_pb2.ContentPart(image_url=image)
+        if image.startswith(("http://", "https://", "oss://", "data:"))
+        else generation_pb2.ContentPart(image=Path(image).read_bytes())
+        for image in images
+    ]
+    parts.append(generation_pb2.ContentPart(text=prompt))
+    return generation_pb2.Message(role="user", parts=parts)
+
+
+def _tool(spec: str) -> generation_pb2.Tool:
+    name, _, schema = spec.partition("=")
+    return generation_pb2.Tool(name=name, parameters=schema)
+
+
+def _print_tool_calls(calls: Sequence[generation_pb2.ToolCall]) -> None:
+    for call in calls:
+        print(f"\ntool call: {call.name}({call.arguments}) id {call.id}", end="")
 
 
 def _dev_upstream(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from voxgate import settings as declared
+from voxgate.generation.multimodal import DEFAULT_MULTIMODAL_PREFIXES, parse_prefixes
 from voxgate.generation.session import HttpConfig
 from voxgate.pool import OVERFLOW_POLICIES, PoolConfig
 from voxgate.settings import (
@@ -26,6 +27,7 @@ from voxgate.settings import (
     Setting,
     above,
     at_least,
+    boolean,
     integer,
     non_empty,
     number,
@@ -174,7 +176,8 @@ class Settings:
     pool_acquire_timeout_s: float = setting(
         _POOL["acquire_timeout_s"],
         number,
-        "longest wait for a free connection before RESOURCE_EXHAUSTED",
+        "longest wait for a free connection before RESOURCE_EXHAUSTED (UNAVAILABLE when not every"
+        " connection was lent: the upstream, not capacity)",
         check=above(0),
         env="VOXGATE_POOL_ACQUIRE_TIMEOUT_S",
         metavar=SECONDS,
@@ -262,6 +265,25 @@ class Settings:
         check=at_least(1),
         env="VOXGATE_STREAM_MAX_PIECES",
         metavar="N",
+    )
+    round_trip_floor_s: float = setting(
+        0.5,
+        number,
+        "a warm connection silent for 4x its slowest round trip (at least this) is pinged, and dead"
+        " without a pong within as long: a dead socket fails a task in about a second, not at the"
+        " task-start or frame timeout (docs/operations.md#detection-and-recovery)",
+        check=above(0),
+        env="VOXGATE_ROUND_TRIP_FLOOR_S",
+        metavar=SECONDS,
+    )
+    pool_check_timeout_s: float = setting(
+        _POOL["check_timeout_s"],
+        number,
+        "after a connection died before its task started, every idle one is pinged with this timeout;"
+        " also the floor of a connect a caller drives while nothing is connected",
+        check=above(0),
+        env="VOXGATE_POOL_CHECK_TIMEOUT_S",
+        metavar=SECONDS,
     )
     ping_interval_s: float = setting(
         _POOL["ping_interval_s"],
@@ -381,7 +403,7 @@ class Settings:
     http_first_byte_timeout_s: float = setting(
         _HTTP["first_byte_timeout_s"],
         number,
-        "longest wait for the upstream's answer to start, and then between two reads of a stream",
+        "streams: longest wait for the stream to start, and then between two of its reads",
         check=above(0),
         env="VOXGATE_HTTP_FIRST_BYTE_TIMEOUT_S",
         metavar=SECONDS,
@@ -389,7 +411,8 @@ class Settings:
     http_total_timeout_s: float = setting(
         _HTTP["total_timeout_s"],
         number,
-        "limit of one whole generation call, waiting for a free connection included",
+        "limit of one whole generation call, waiting for a free connection included; the only limit"
+        " of a Generate (not streamed), whose answer comes whole",
         check=above(0),
         env="VOXGATE_HTTP_TOTAL_TIMEOUT_S",
         metavar=SECONDS,
@@ -408,6 +431,43 @@ class Settings:
         "server processes sharing the listen port (SO_REUSEPORT), each with its own pool",
         check=at_least(1),
         env="VOXGATE_WORKERS",
+        metavar="N",
+    )
+    workspace: str | None = setting(
+        None,
+        stripped,
+        "DashScope workspace id (the vendor SDK's variable): sent as X-DashScope-WorkSpace on every"
+        " WebSocket handshake and HTTP call; unset: the account's default workspace",
+        check=non_empty,
+        env="DASHSCOPE_WORKSPACE",
+        metavar="ID",
+        default_text="unset",
+    )
+    multimodal_model_prefixes: tuple[str, ...] = setting(
+        DEFAULT_MULTIMODAL_PREFIXES,
+        parse_prefixes,
+        "model name prefixes sent to the multimodal endpoint, comma-separated; a request with an image"
+        " goes there whatever its model",
+        env="VOXGATE_MULTIMODAL_MODEL_PREFIXES",
+        metavar="PREFIX,...",
+        default_text=",".join(DEFAULT_MULTIMODAL_PREFIXES),
+    )
+    http_retry_sent_timeouts: bool = setting(
+        False,
+        boolean,
+        "retry a generation whose HTTP timeout struck after the whole request was sent (false: the"
+        " upstream may still generate that answer, and bills it, so a retry can bill it twice)",
+        env="VOXGATE_HTTP_RETRY_SENT_TIMEOUTS",
+        metavar="BOOL",
+        default_text="false",
+    )
+    trace_content_max_chars: int = setting(
+        16384,
+        integer,
+        "with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true: most characters of prompt or"
+        " answer text per span attribute; the rest is cut and marked",
+        check=at_least(1),
+        env="VOXGATE_TRACE_CONTENT_MAX_CHARS",
         metavar="N",
     )
     api_key: Secret | None = None
@@ -459,6 +519,7 @@ class Settings:
             leak_warning_s=self.pool_leak_warning_s,
             ping_interval_s=self.ping_interval_s,
             ping_timeout_s=self.ping_timeout_s,
+            check_timeout_s=self.pool_check_timeout_s,
             # Housekeeping often enough that a ping is due on time, at most once a second.
             housekeeping_interval_s=min(1.0, self.ping_interval_s / 2, self.ping_timeout_s / 2),
         )

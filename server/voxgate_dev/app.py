@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +30,21 @@ from .stats import Stats
 
 DEV_STATS_PATH = "/_dev/stats"
 DEV_FAULTS_PATH = "/_dev/faults"
+RECORDED_REQUESTS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """What a client sent: the WebSocket handshake or an HTTP call, as the upstream saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    """Header names as sent (look them up case-insensitively with :meth:`header`)."""
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((value for key, value in self.headers.items() if key.lower() == name.lower()), None)
 
 
 class DevUpstream:
@@ -40,7 +58,9 @@ class DevUpstream:
         self._tts = SpeechEndpoint(
             options=options, faults=self._faults, stats=self._stats, engine=self._engine
         )
-        self.app = web.Application()
+        self.recorded: deque[RecordedRequest] = deque(maxlen=RECORDED_REQUESTS)
+        """The last requests, oldest first, dev endpoints aside: what clients really sent."""
+        self.app = web.Application(middlewares=[self._record])
         """The one application; add routes before :meth:`start`."""
         self._generation = GenerationEndpoint(options=options, faults=self._faults, stats=self._stats)
         self._tts.add_routes(self.app)
@@ -122,6 +142,15 @@ class DevUpstream:
         self._generation.stop()
         await self._tts.close_all()
 
+    @web.middleware
+    async def _record(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if not request.path.startswith("/_dev/"):
+            body = await request.read() if request.can_read_body else b""  # cached for the handler
+            self.recorded.append(RecordedRequest(request.method, request.path, dict(request.headers), body))
+        return await handler(request)
+
     async def _get_stats(self, _request: web.Request) -> web.Response:
         return web.json_response(self.stats())
 
@@ -170,4 +199,4 @@ async def serve(options: UpstreamOptions) -> None:
         await upstream.stop()
 
 
-__all__ = ["DevUpstream", "serve"]
+__all__ = ["DevUpstream", "RecordedRequest", "serve"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,42 @@ def test_generate_streams_on_the_embedded_default() -> None:
     assert whole.stdout.splitlines()[:2] == ["Hello!", "finish length; usage 2 in + 2 out = 4 tokens"]
     assert bad.returncode == 1
     assert "INVALID_ARGUMENT: messages[0].content: must not be empty" in bad.stderr
+
+
+def test_generate_sends_images_prints_reasoning_and_tool_calls(tmp_path: Path) -> None:
+    image = tmp_path / "dot.png"
+    image.write_bytes(
+        base64.b64decode(  # a 1x1 PNG
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+        )
+    )
+    server = Process(["serve", "--listen", "127.0.0.1:0", "--pool-max-size", "1"], child_env())
+    address = server.start("voxgate listening on ")
+    try:
+        looked = generate(address, "--model", "local-echo-vl", "--image", str(image), "What is this?")
+        linked = generate(
+            address, "--model", "local-echo-vl", "--image", "https://example.com/a.png", "And this?"
+        )
+        thought = generate(address, "--stream", "--think", "Who are you?")
+        called = generate(address, "--tool", 'get_weather={"type": "object"}', "Use get_weather")
+        missing = generate(address, "--image", str(tmp_path / "nope.png"), "Hi")
+    finally:
+        server.terminate()
+    assert looked.returncode == 0, looked.stderr
+    assert looked.stdout.splitlines()[0] == "Hello! You said: What is this? I see 1 image: 1x1 PNG"
+    assert (
+        linked.stdout.splitlines()[0] == "Hello! You said: And this? I see 1 image: https://example.com/a.png"
+    )
+    assert thought.returncode == 0, thought.stderr
+    assert thought.stdout.splitlines()[:2] == [
+        "thinking: The user said: Who are you?. I will say it back.",
+        "Hello! You said: Who are you?",
+    ]
+    assert "(15 reasoning)" in thought.stdout and "first answer token" in thought.stdout
+    assert called.returncode == 0, called.stderr
+    assert called.stdout.splitlines()[1].startswith("tool call: get_weather({}) id call_")
+    assert "finish tool_calls" in called.stdout
+    assert missing.returncode == 2 and "--image" in missing.stderr
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -155,3 +155,39 @@ def test_a_rejection_is_logged_once_not_per_probe(clock: Clock, caplog: pytest.L
 def test_inconsistent_backoff_bounds_are_refused(clock: Clock) -> None:
     with pytest.raises(ValueError, match="backoff_initial_s"):
         Breaker(backoff_initial_s=2.0, backoff_max_s=1.0, clock=clock)
+
+
+def test_a_batch_of_concurrent_connect_failures_counts_once(clock: Clock) -> None:
+    breaker = make_breaker(clock, initial_s=1.0, max_s=8.0)
+    batch = [breaker.connect_started() for _ in range(4)]  # a refill starts four connects at once
+    first = breaker.connect_failed(OSError("down"), fatal=False, started=batch[0])
+    assert 0.5 <= first <= 1.0
+    next_at = breaker.next_connect_at
+    for token in batch[1:]:
+        clock.now += 0.01
+        # The rest of the batch failed for the same outage: one failure, the same next attempt,
+        # and the delay reported is what is really left of it.
+        assert breaker.connect_failed(OSError("down"), fatal=False, started=token) == pytest.approx(
+            next_at - clock.now
+        )
+    assert breaker.consecutive_failures == 1 and breaker.next_connect_at == next_at
+    clock.now = next_at
+    second = breaker.connect_failed(OSError("down"), fatal=False, started=breaker.connect_started())
+    assert breaker.consecutive_failures == 2 and 1.0 <= second <= 2.0  # the next round doubles
+
+
+def test_a_late_failure_of_a_batch_never_reports_a_negative_delay(clock: Clock) -> None:
+    breaker = make_breaker(clock)
+    tokens = [breaker.connect_started(), breaker.connect_started()]
+    backoff_s = breaker.connect_failed(OSError("down"), fatal=False, started=tokens[0])
+    clock.now += backoff_s + 5.0  # the other connect hung until its timeout, past the backoff
+    assert breaker.connect_failed(TimeoutError(), fatal=False, started=tokens[1]) == 0.0
+    assert breaker.consecutive_failures == 1
+
+
+def test_a_fatal_failure_within_a_batch_still_rejects(clock: Clock) -> None:
+    breaker = make_breaker(clock, initial_s=0.1, max_s=30.0)
+    tokens = [breaker.connect_started(), breaker.connect_started()]
+    breaker.connect_failed(OSError("down"), fatal=False, started=tokens[0])
+    backoff_s = breaker.connect_failed(PermissionError("HTTP 401"), fatal=True, started=tokens[1])
+    assert breaker.rejected_reason == "HTTP 401" and 15.0 <= backoff_s <= 30.0

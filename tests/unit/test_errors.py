@@ -7,8 +7,8 @@ import pytest
 
 from voxgate.generation.errors import classify_generation, generation_failure
 from voxgate.generation.protocol import UpstreamUnavailable
-from voxgate.pool import ClosedAfterOpen, ConnectFailed, PoolClosed, PoolTimeout
-from voxgate.rpc.errors import Failure, classifier, generic_failure
+from voxgate.pool import ClosedAfterOpen, ConnectFailed, NotConnected, PoolClosed, PoolTimeout
+from voxgate.rpc.errors import MD_NOT_CONNECTED, Failure, classifier, generic_failure
 from voxgate.speech.connection import ConnectionLost, HandshakeRejected
 from voxgate.speech.errors import classify_speech, speech_failure
 
@@ -37,6 +37,14 @@ def test_what_every_rpc_maps_the_same_way(exc: BaseException, code: grpc.StatusC
     assert (generic_failure(exc).code, generic_failure(exc).retryable) == (code, retryable)
     # A feature's classifier leaves these to the generic mapping.
     assert classify_speech(exc) == classify_generation(exc) == generic_failure(exc)
+
+
+def test_unavailable_before_any_upstream_connection_is_marked_safe_to_retry() -> None:
+    not_connected = generic_failure(NotConnected("upstream unreachable: no usable upstream connection left"))
+    assert (not_connected.code, not_connected.retryable) == (Code.UNAVAILABLE, True)
+    assert (MD_NOT_CONNECTED, "true") in not_connected.metadata
+    # A connection lost mid-task reached the upstream: not marked (the audio may have been cut).
+    assert not classify_speech(ConnectionLost("socket closed")).metadata
 
 
 def test_an_unknown_exception_names_only_its_type() -> None:

@@ -23,6 +23,8 @@ from voxgate.pool import (
     EVICT_PING,
     EVICT_REJECTED,
     EVICT_SHUTDOWN,
+    EVICT_SURPLUS,
+    EVICT_UNRESPONSIVE,
     OVERFLOW_OPEN,
     ClosedAfterOpen,
     ConnectFailed,
@@ -31,6 +33,7 @@ from voxgate.pool import (
     HealthChanged,
     LeaseGranted,
     LeaseHeldLong,
+    NotConnected,
     Pool,
     PoolClosed,
     PoolConfig,
@@ -49,6 +52,8 @@ class Conn:
     """Half-open: pings never get an answer."""
     refusal: str | None = None
     """Why the peer closed it, if that was a refusal (quota)."""
+    unresponsive: bool = False
+    """Lent, it went silent before its task started (the borrower found out)."""
 
 
 class Upstream:
@@ -118,6 +123,9 @@ class FakeConnector:
 
     def is_fatal(self, error: Exception) -> bool:
         return isinstance(error, PermissionError)
+
+    def unresponsive(self, conn: Conn) -> bool:
+        return conn.unresponsive
 
     def refusal(self, conn: Conn) -> str | None:
         return conn.refusal
@@ -399,19 +407,94 @@ async def test_lease_events_report_wait_and_reuse(upstream: Upstream) -> None:
 # --- connect failures -----------------------------------------------------------------------------
 
 
-async def test_failed_connect_fails_the_oldest_waiter_then_fails_fast(upstream: Upstream) -> None:
+async def test_failed_connect_fails_the_oldest_waiter_then_the_next_caller_tries_once(
+    upstream: Upstream,
+) -> None:
     upstream.fail_with = ConnectionRefusedError("refused")
     pool = make_pool(upstream, max_size=2, min_idle=0)
     pool.start()
-    with pytest.raises(ConnectFailed, match="refused") as info:
+    with pytest.raises(NotConnected, match="refused") as info:
         await pool.acquire()
     assert isinstance(info.value.__cause__, ConnectionRefusedError)
     attempts = upstream.attempts
-    # Backing off (60 s here): no new connect is tried for the next caller, it fails at once.
-    with pytest.raises(ConnectFailed, match="unreachable"):
+    # Backing off (60 s here) with nothing open: the next caller drives one connect of its own
+    # (bounded by its wait) instead of failing on the backoff alone.
+    with pytest.raises(NotConnected, match="unreachable"):
         await pool.acquire()
-    assert upstream.attempts == attempts
+    assert upstream.attempts == attempts + 1
     assert pool.last_connect_error is not None
+    await pool.close()
+
+
+async def test_after_the_network_heals_the_first_caller_connects_at_once_and_the_pool_refills(
+    upstream: Upstream,
+) -> None:
+    upstream.fail_with = OSError("network unreachable")
+    pool = make_pool(upstream, max_size=3, min_idle=3)
+    pool.start()
+    await wait_until(lambda: pool.stats().connect_failures >= 1 and pool.stats().connecting == 0, "failures")
+    upstream.fail_with = None  # healed, while the pool still backs off for up to 60 s
+    async with pool.lease(timeout_s=1) as lease:
+        assert not lease.reused
+        lease.mark_reusable()
+    assert pool.last_connect_error is None
+    await wait_until(lambda: pool.stats().idle == 3, "refilled from the first success, not after the backoff")
+    await pool.close()
+
+
+async def test_one_caller_at_a_time_drives_a_connect_while_nothing_is_connected(upstream: Upstream) -> None:
+    upstream.fail_with = OSError("down")
+    pool = make_pool(upstream, max_size=2, min_idle=0)
+    pool.start()
+    with pytest.raises(NotConnected):
+        await pool.acquire()
+    upstream.gate.clear()
+    upstream.fail_with = None
+    first = asyncio.create_task(pool.acquire(timeout_s=5))
+    await wait_until(lambda: upstream.in_flight == 1, "the first caller's connect")
+    attempts = upstream.attempts
+    with pytest.raises(NotConnected, match="reconnecting"):
+        await pool.acquire()  # told at once, no second connect
+    assert upstream.attempts == attempts
+    upstream.gate.set()
+    lease = await first
+    pool.release(lease)
+    await pool.close()
+
+
+async def test_a_callers_connect_is_bounded_by_what_connects_have_shown(upstream: Upstream) -> None:
+    pool = make_pool(upstream, max_size=1, min_idle=1, check_timeout_s=0.05, connect_timeout_s=30.0)
+    pool.start()
+    await pool.wait_ready()  # one connect, in no time: a caller's connect may take check_timeout_s
+    upstream.opened[0].open = False
+    upstream.fail_with = OSError("down")
+    pool.housekeep()
+    await wait_until(lambda: pool.stats().connect_failures == 1, "the replacement failed")
+    upstream.fail_with = None
+    upstream.gate.clear()  # a blackhole: the connect never completes
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(NotConnected, match=r"timed out after 0\.05s"):
+        await pool.acquire(timeout_s=10)
+    assert loop.time() - started < 1.0  # not the 10 s wait, not the 30 s connect timeout
+    upstream.gate.set()
+    await pool.close()
+
+
+async def test_a_batch_of_failed_connects_counts_once(upstream: Upstream) -> None:
+    events: list[PoolEvent] = []
+    upstream.gate.clear()
+    upstream.fail_with = OSError("down")
+    pool = make_pool(upstream, events=events, max_size=4, max_concurrent_connects=4, backoff_initial_s=1.0)
+    pool.start()
+    await wait_until(lambda: upstream.in_flight == 4, "a batch of four connects")
+    upstream.gate.set()
+    await wait_until(lambda: pool.stats().connect_failures == 4, "all four failed")
+    backoffs = [e.backoff_s for e in events if isinstance(e, ConnectionFailed)]
+    # One failure: the first step's ceiling (1 s); each later report is what is left of it (on
+    # this clock, which does not move, all of it), not a new, longer backoff.
+    assert len(backoffs) == 4 and backoffs[0] <= 1.0
+    assert backoffs == pytest.approx([backoffs[0]] * 4)
     await pool.close()
 
 
@@ -514,6 +597,116 @@ async def test_a_silent_peer_is_evicted_after_ping_timeout_and_replaced(
     async with pool.lease() as lease:
         assert lease.conn is not half_open
         lease.mark_reusable()
+    await pool.close()
+
+
+async def test_routine_pings_go_a_few_at_a_time(upstream: Upstream, clock: Clock) -> None:
+    pool = make_pool(upstream, clock, max_size=6, max_concurrent_pings=2, ping_timeout_s=3600.0)
+    pool.start()
+    await pool.wait_ready()
+    for conn in upstream.opened:
+        conn.silent = True
+    clock.now += 20.0  # every one of them due
+    pool.housekeep()
+    pool.housekeep()
+    assert (pool.stats().checking, pool.stats().idle) == (2, 4)  # the rest stay lendable
+    await pool.close()
+
+
+async def test_connections_out_for_a_ping_do_not_count_against_the_pool_size(
+    upstream: Upstream, clock: Clock
+) -> None:
+    pool = make_pool(upstream, clock, max_size=2, max_concurrent_pings=2, ping_timeout_s=3600.0)
+    pool.start()
+    await pool.wait_ready()
+    for conn in upstream.opened:
+        conn.silent = True  # half-open: their pings hang
+    clock.now += 20.0
+    pool.housekeep()
+    assert pool.stats().checking == 2
+    # Not RESOURCE_EXHAUSTED after the wait: nothing is doing work, so a replacement connects.
+    async with pool.lease(timeout_s=1) as lease:
+        assert lease.conn not in upstream.opened[:2]
+        lease.mark_reusable()
+    await pool.close()
+
+
+async def test_a_wait_that_ends_while_nothing_works_is_unavailable_not_busy(
+    upstream: Upstream, clock: Clock
+) -> None:
+    pool = make_pool(upstream, clock, max_size=1, ping_timeout_s=3600.0)
+    pool.start()
+    await pool.wait_ready()
+    upstream.opened[0].silent = True
+    upstream.gate.clear()  # its replacement connect hangs too
+    clock.now += 20.0
+    pool.housekeep()
+    with pytest.raises(NotConnected, match=r"no usable upstream connection within 0\.05s"):
+        await pool.acquire(timeout_s=0.05)
+    upstream.gate.set()
+    await pool.close()
+
+
+async def test_a_connection_silent_before_its_task_started_gets_the_idle_ones_checked(
+    upstream: Upstream, clock: Clock
+) -> None:
+    pool = make_pool(upstream, clock, max_size=4, ping_timeout_s=3600.0, check_timeout_s=0.05)
+    pool.start()
+    await pool.wait_ready()
+    lease = await pool.acquire()
+    dead, alive = upstream.opened[1], upstream.opened[2]
+    dead.silent = True
+    lease.conn.unresponsive = True  # the borrower saw no task-started, then no pong
+    pool.release(lease)
+    stats = pool.stats()
+    assert stats.evicted == {EVICT_UNRESPONSIVE: 1}
+    assert (stats.checking, stats.idle) == (3, 0)  # all pinged at once, none lent meanwhile
+    await upstream.wait_closed(dead)
+    await wait_until(lambda: pool.stats().checking == 0, "checks done")
+    assert alive.open and pool.stats().evicted[EVICT_PING] == 1  # the check's short timeout, not an hour
+    await pool.close()
+
+
+async def test_when_the_check_leaves_nothing_usable_waiters_are_told_unavailable_at_once(
+    upstream: Upstream, clock: Clock
+) -> None:
+    pool = make_pool(upstream, clock, max_size=2, ping_timeout_s=3600.0, check_timeout_s=0.05)
+    pool.start()
+    await pool.wait_ready()
+    upstream.gate.clear()  # replacements hang (a blackhole)
+    lease = await pool.acquire()
+    upstream.opened[1].silent = True
+    lease.conn.unresponsive = True
+    pool.release(lease)
+    with pytest.raises(NotConnected, match="stopped answering"):
+        await pool.acquire(timeout_s=10)  # the check's 0.05 s, not the 10 s wait
+    assert pool.last_connect_error is not None
+    upstream.gate.set()
+    await pool.close()
+
+
+async def test_a_connection_back_from_its_ping_into_a_full_pool_is_closed(
+    upstream: Upstream, clock: Clock
+) -> None:
+    pool = make_pool(upstream, clock, max_size=1)
+    pool.start()
+    await pool.wait_ready()
+    pinged = upstream.opened[0]
+    gate = asyncio.Event()
+    original_ping = upstream.ping
+
+    async def slow_ping(conn: Conn) -> None:
+        await gate.wait()
+        await original_ping(conn)
+
+    upstream.ping = slow_ping  # type: ignore[method-assign]
+    clock.now += 20.0
+    pool.housekeep()
+    async with pool.lease(timeout_s=1) as lease:  # a replacement, opened meanwhile
+        lease.mark_reusable()
+    gate.set()
+    await upstream.wait_closed(pinged)
+    assert pool.stats().evicted == {EVICT_SURPLUS: 1} and pool.stats().idle == 1
     await pool.close()
 
 

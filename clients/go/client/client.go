@@ -152,7 +152,8 @@ func (c *Client) Synthesize(ctx context.Context, req *speechv1.SynthesizeRequest
 }
 
 // SynthesizeToFile streams the audio into path; a WAV file gets the sizes of its streaming
-// header (0xFFFFFFFF while streaming) patched at the end.
+// header (0xFFFFFFFF while streaming) patched at the end. If the call fails, path is removed:
+// a short clip never stays behind looking whole.
 func (c *Client) SynthesizeToFile(ctx context.Context, req *speechv1.SynthesizeRequest, path string) (*SynthesisResult, error) {
 	file, err := os.Create(path)
 	if err != nil {
@@ -166,6 +167,7 @@ func (c *Client) SynthesizeToFile(ctx context.Context, req *speechv1.SynthesizeR
 		err = closeErr
 	}
 	if err != nil {
+		_ = os.Remove(path) // the call's error is the one to report
 		return nil, err
 	}
 	return result, nil

@@ -117,12 +117,14 @@ class VoxgateClient {
 
   /**
    * Stream the audio into `filePath`, writing each chunk as it arrives. A WAV file gets the
-   * sizes of its streaming header (0xFFFFFFFF while streaming) patched at the end.
+   * sizes of its streaming header (0xFFFFFFFF while streaming) patched at the end. If the call
+   * fails, the file is removed: a short clip never stays behind looking whole.
    * Resolves to `{ summary, audioBytes, clientFirstPacketMs, totalMs }`.
    */
   async synthesizeToFile(request, filePath, { timeoutMs } = {}) {
     const started = performance.now();
     const file = await fs.promises.open(filePath, 'w');
+    let done = false;
     try {
       let audioBytes = 0;
       let clientFirstPacketMs = 0;
@@ -139,9 +141,11 @@ class VoxgateClient {
       if (summary.format === 'AUDIO_FORMAT_WAV' && audioBytes >= WAV_HEADER_BYTES) {
         await patchWavSizes(file, audioBytes);
       }
+      done = true;
       return { summary, audioBytes, clientFirstPacketMs, totalMs: performance.now() - started };
     } finally {
       await file.close();
+      if (!done) await fs.promises.rm(filePath, { force: true });
     }
   }
 

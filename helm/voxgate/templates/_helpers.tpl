@@ -17,6 +17,18 @@
 {{- end }}
 {{- end }}
 
+{{/*
+A name with a suffix (FULLNAME-headless, FULLNAME-test), still within the 63 characters of a DNS
+label: the full name is cut first so that the suffix survives.
+Call as: include "voxgate.suffixedName" (list . "headless")
+*/}}
+{{- define "voxgate.suffixedName" -}}
+{{- $root := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- $room := sub 62 (len $suffix) | int }}
+{{- printf "%s-%s" (include "voxgate.fullname" $root | trunc $room | trimSuffix "-") $suffix }}
+{{- end }}
+
 {{- define "voxgate.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -26,11 +38,42 @@ app.kubernetes.io/name: {{ include "voxgate.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+Labels of every object: the chart's own, then the commonLabels they do not name (a commonLabels
+entry cannot rename the release's objects or move its pods out of the selector: see
+voxgate.checkValues, which refuses a selector label there).
+*/}}
 {{- define "voxgate.labels" -}}
-helm.sh/chart: {{ include "voxgate.chart" . }}
-{{ include "voxgate.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- $labels := include "voxgate.selectorLabels" . | fromYaml }}
+{{- $_ := set $labels "helm.sh/chart" (include "voxgate.chart" .) }}
+{{- $_ = set $labels "app.kubernetes.io/version" (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- $_ = set $labels "app.kubernetes.io/managed-by" .Release.Service }}
+{{- toYaml (merge $labels (.Values.commonLabels | default dict)) }}
+{{- end }}
+
+{{/* The pods' labels: the labels above, then the podLabels they do not name. */}}
+{{- define "voxgate.podLabels" -}}
+{{- toYaml (merge (include "voxgate.labels" . | fromYaml) (.Values.podLabels | default dict)) }}
+{{- end }}
+
+{{/* metadata.annotations of every object: commonAnnotations, then the object's own (a dict). */}}
+{{- define "voxgate.annotations" -}}
+{{- $root := index . 0 }}
+{{- $own := index . 1 | default dict }}
+{{- $all := merge (deepCopy $own) ($root.Values.commonAnnotations | default dict) }}
+{{- with $all }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The image reference: repository@digest when image.digest is set (it wins over the tag), else repository:tag. */}}
+{{- define "voxgate.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
 {{- end }}
 
 {{- define "voxgate.serviceAccountName" -}}
@@ -77,4 +120,46 @@ Kubernetes counts the grace period from the start of preStop, so all three must 
 {{- $attributes = append $attributes (printf "%s=%s" $key ($value | toString)) }}
 {{- end }}
 {{- join "," $attributes }}
+{{- end }}
+
+{{/*
+Values that pass the schema one by one but contradict each other: refused here, with the fix,
+rather than rendered into something that misbehaves in the cluster. Included by deployment.yaml.
+*/}}
+{{- define "voxgate.checkValues" -}}
+{{- $v := .Values }}
+{{- $selector := include "voxgate.selectorLabels" . | fromYaml }}
+{{- range $key, $_ := $selector }}
+{{- if hasKey ($v.podLabels | default dict) $key }}
+{{- fail (printf "podLabels: %s is a selector label the chart sets; it cannot be overridden" $key) }}
+{{- end }}
+{{- if hasKey ($v.commonLabels | default dict) $key }}
+{{- fail (printf "commonLabels: %s is a selector label the chart sets; it cannot be overridden" $key) }}
+{{- end }}
+{{- end }}
+{{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- fail (printf "autoscaling: minReplicas (%d) is greater than maxReplicas (%d)" (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- end }}
+{{- if and $v.keda.enabled (not $v.autoscaling.enabled) }}
+{{- fail "keda.enabled needs autoscaling.enabled=true: the ScaledObject takes its replica bounds and targets from autoscaling" }}
+{{- end }}
+{{- if and $v.autoscaling.pool.enabled (not $v.autoscaling.enabled) }}
+{{- fail "autoscaling.pool.enabled needs autoscaling.enabled=true (it adds a metric to the HorizontalPodAutoscaler)" }}
+{{- end }}
+{{- if and $v.keda.enabled $v.autoscaling.pool.enabled }}
+{{- fail "keda.enabled scales on the pool through its Prometheus trigger; autoscaling.pool.enabled is the HorizontalPodAutoscaler's way (a Prometheus adapter): enable one of them" }}
+{{- end }}
+{{- if and (or $v.autoscaling.pool.enabled $v.keda.enabled) (not $v.otel.enabled) }}
+{{- fail "autoscaling.pool.enabled and keda.enabled scale on voxgate's pool metrics, which voxgate exports only over OTLP: set otel.enabled=true and route them to Prometheus (docs/deploy.md)" }}
+{{- end }}
+{{- $chartEnv := list "VOXGATE_LISTEN" "VOXGATE_DRAIN_GRACE_S" "DASHSCOPE_API_KEY" }}
+{{- $chartEnv = concat $chartEnv (keys $v.config) }}
+{{- if $v.otel.enabled }}
+{{- $chartEnv = concat $chartEnv (list "OTEL_EXPORTER_OTLP_ENDPOINT" "OTEL_EXPORTER_OTLP_PROTOCOL" "OTEL_SERVICE_NAME" "OTEL_RESOURCE_ATTRIBUTES" "K8S_POD_NAME" "K8S_NAMESPACE_NAME") (keys $v.otel.extraEnv) }}
+{{- end }}
+{{- range $v.extraEnv }}
+{{- if has .name $chartEnv }}
+{{- fail (printf "extraEnv: %s is set by the chart; change it through its value (config, apiKey, containerPort, drain or otel), not extraEnv" .name) }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import grpc
 
-from voxgate.generation.protocol import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
+from voxgate.generation.protocol import (
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimedOut,
+    UpstreamUnavailable,
+)
 from voxgate.rpc.errors import (
     ARGUMENT_CODES,
     CREDENTIAL_CODES,
@@ -31,6 +36,10 @@ def generation_failure(exc: BaseException) -> Failure | None:
     """The status of a failure of the generation path; None for any other exception."""
     if isinstance(exc, UpstreamError):
         return _upstream_error(exc)
+    if isinstance(exc, UpstreamTimedOut) and exc.request_sent:
+        # The upstream got the whole request and is slow to answer: not "unavailable", and
+        # retried only if the operator opted in (see GenerationClient: it may bill twice).
+        return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc), retryable=exc.retryable)
     if isinstance(exc, UpstreamUnavailable):
         return Failure(grpc.StatusCode.UNAVAILABLE, str(exc), retryable=True)
     if isinstance(exc, UpstreamProtocolError):

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from voxgate import tcp
+from voxgate.generation.client import request_sent_trace_config
+
 
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
@@ -26,9 +29,10 @@ class HttpConfig:
     connect_timeout_s: float = 5.0
     """TCP + TLS handshake limit of one new connection."""
     first_byte_timeout_s: float = 60.0
-    """Longest wait for the response to start, and then between two reads of a stream."""
+    """Longest wait for a stream to start, and then between two of its reads."""
     total_timeout_s: float = 300.0
-    """Limit of a whole call, queueing for a connection included (the SDK's default is 300 s)."""
+    """Limit of a whole call, queueing for a connection included (the SDK's default is 300 s);
+    the only limit of an answer that is not streamed, which comes whole once generated."""
 
     def __post_init__(self) -> None:
         for name in ("limit", "limit_per_host", "dns_cache_s"):
@@ -60,11 +64,13 @@ def open_session(
         limit_per_host=config.limit_per_host,
         keepalive_timeout=config.keepalive_s,
         ttl_dns_cache=config.dns_cache_s,
+        socket_factory=tcp.socket_factory,  # keepalive + TCP_USER_TIMEOUT (voxgate.tcp)
     )
     # trust_env off: a proxy from the environment must not silently reroute the API key.
     return aiohttp.ClientSession(
         connector=connector,
         timeout=config.timeout(),
         trust_env=False,
-        trace_configs=list(trace_configs) or None,
+        # request_sent_trace_config: GenerationClient tells a timeout before from one after sending.
+        trace_configs=[request_sent_trace_config(), *trace_configs],
     )

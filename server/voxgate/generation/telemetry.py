@@ -10,6 +10,11 @@ What the shared aiohttp session did for the attempt (connection reused or opened
 queued for one) comes from an ``aiohttp.TraceConfig`` (:meth:`GenerationTelemetry.trace_config`):
 its signals fire inside the request, in the attempt's task, so the current span is the
 attempt's. Retries are events on the server span, recorded by :mod:`voxgate.rpc.retry`.
+
+Reasoning and tool calls: ``gen_ai.usage.reasoning.output_tokens`` when the upstream reports
+them, ``gen_ai.response.finish_reasons`` ``["tool_calls"]`` and ``gen_ai.tool.call.*`` no more
+(a chat span makes no call; its output message lists the calls, with content capture on).
+Prompt and answer content only on opt-in: :mod:`voxgate.generation.content`.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from urllib.parse import urlsplit
 import aiohttp
 from opentelemetry import trace
 
-from voxgate.generation.protocol import GenerationParams, Result
-from voxgate.observability import telemetry as names
+from voxgate.generation.content import ContentCapture
+from voxgate.generation.protocol import GenerationParams, Result, ToolCall
+from voxgate.observability import names
 from voxgate.observability.telemetry import Telemetry
 
 PROVIDER = "dashscope"
@@ -33,10 +39,17 @@ OPERATION = "chat"
 class ChatSpan:
     """The ``chat {model}`` span of one attempt: ``async with generation.call(params, n) as span``."""
 
-    __slots__ = ("_span", "_started", "_use")
+    __slots__ = ("_capture", "_span", "_started", "_use")
 
-    def __init__(self, tracer: trace.Tracer | None, attributes: dict[str, Any], model: str) -> None:
+    def __init__(
+        self,
+        tracer: trace.Tracer | None,
+        attributes: dict[str, Any],
+        model: str,
+        capture: ContentCapture | None = None,
+    ) -> None:
         self._started = time.perf_counter()
+        self._capture = capture if tracer is not None else None
         if tracer is None:
             self._span: trace.Span = trace.INVALID_SPAN
             self._use = None
@@ -77,6 +90,18 @@ class ChatSpan:
             )
             self._span.set_attribute(names.GEN_AI_TIME_TO_FIRST_CHUNK_MS, delay_ms)
 
+    @property
+    def capturing(self) -> bool:
+        """Content goes into this span: keep the streamed text for :meth:`output`."""
+        return self._capture is not None
+
+    def output(self, result: Result, text: str, reasoning: str, tool_calls: tuple[ToolCall, ...]) -> None:
+        """The whole answer of the attempt (``result`` is its last chunk), for content capture."""
+        if self._capture is not None:
+            self._span.set_attributes(
+                self._capture.response(text, reasoning, tool_calls, result.finish_reason)
+            )
+
     def finished(self, result: Result) -> None:
         """The attempt returned ``result`` (the whole answer, or a stream's last chunk)."""
         if self._use is not None:
@@ -84,6 +109,8 @@ class ChatSpan:
                 names.GEN_AI_USAGE_INPUT_TOKENS: result.usage.input_tokens,
                 names.GEN_AI_USAGE_OUTPUT_TOKENS: result.usage.output_tokens,
             }
+            if result.usage.reasoning_tokens:
+                attributes[names.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = result.usage.reasoning_tokens
             if result.request_id:
                 attributes[names.GEN_AI_RESPONSE_ID] = result.request_id
             if result.finish_reason:
@@ -94,9 +121,12 @@ class ChatSpan:
 class GenerationTelemetry:
     """What the generation servicer and the shared HTTP session report; one per server."""
 
-    def __init__(self, telemetry: Telemetry, *, upstream_url: str) -> None:
+    def __init__(self, telemetry: Telemetry, *, upstream_url: str, content_max_chars: int = 16384) -> None:
         self._tracer = telemetry.tracer if telemetry.traces else None
         self._metrics = telemetry.metrics
+        self._capture = (
+            ContentCapture(max_chars=content_max_chars) if telemetry.capture_message_content else None
+        )
         url = urlsplit(upstream_url)
         self._server: dict[str, Any] = {names.SERVER_ADDRESS: url.hostname or ""}
         if url.port or url.scheme in ("http", "https"):
@@ -105,7 +135,13 @@ class GenerationTelemetry:
         self._ttft = meter.create_histogram(
             names.METRIC_TIME_TO_FIRST_TOKEN,
             unit="ms",
-            description="GenerateStream: time from the RPC's arrival to the first delta sent",
+            description="GenerateStream: time from the RPC's arrival to the first delta sent (reasoning"
+            " or answer)",
+        )
+        self._ttfat = meter.create_histogram(
+            names.METRIC_TIME_TO_FIRST_ANSWER_TOKEN,
+            unit="ms",
+            description="GenerateStream: time from the RPC's arrival to the first answer delta sent",
         )
         self._tokens = meter.create_histogram(
             names.METRIC_GEN_AI_TOKEN_USAGE, unit="{token}", description="tokens per generation, by type"
@@ -119,10 +155,15 @@ class GenerationTelemetry:
             description="upstream HTTP requests sent on a kept-alive connection",
         )
 
-    def call(self, params: GenerationParams, attempt: int) -> ChatSpan:
+    def call(self, params: GenerationParams, attempt: int, *, capture_content: bool = True) -> ChatSpan:
+        """The span of one attempt; ``capture_content`` False: the caller asked its content kept out."""
         if self._tracer is None:
             return ChatSpan(None, {}, params.model)
-        return ChatSpan(self._tracer, self._request_attributes(params, attempt), params.model)
+        attributes = self._request_attributes(params, attempt)
+        capture = self._capture if capture_content else None
+        if capture is not None:
+            attributes.update(capture.request(params))
+        return ChatSpan(self._tracer, attributes, params.model, capture)
 
     def _request_attributes(self, params: GenerationParams, attempt: int) -> dict[str, Any]:
         sampling = params.sampling
@@ -147,10 +188,29 @@ class GenerationTelemetry:
                 attributes[name] = value
         if sampling.stop:
             attributes[names.GEN_AI_REQUEST_STOP_SEQUENCES] = list(sampling.stop)
+        if params.tool_choice:
+            attributes[names.GENERATION_TOOL_CHOICE] = params.tool_choice
+        if params.multimodal:
+            attributes[names.GENERATION_MULTIMODAL] = True
         return attributes
 
-    def done(self, model: str, result: Result, time_to_first_token_ms: float | None) -> None:
-        """The RPC succeeded with ``result``; ``time_to_first_token_ms`` for a stream that sent text."""
+    def done(
+        self,
+        model: str,
+        result: Result,
+        time_to_first_token_ms: float | None,
+        time_to_first_answer_token_ms: float | None,
+    ) -> None:
+        """The RPC succeeded with ``result``; the times to the first delta (reasoning or answer)
+        and to the first answer delta, for a stream that sent them."""
+        span = trace.get_current_span()  # the RPC's server span
+        if span.is_recording():
+            if time_to_first_token_ms is not None:
+                span.set_attribute(names.GENERATION_TIME_TO_FIRST_TOKEN_MS, time_to_first_token_ms)
+            if time_to_first_answer_token_ms is not None:
+                span.set_attribute(
+                    names.GENERATION_TIME_TO_FIRST_ANSWER_TOKEN_MS, time_to_first_answer_token_ms
+                )
         if not self._metrics:
             return
         common = {
@@ -160,6 +220,8 @@ class GenerationTelemetry:
         }
         if time_to_first_token_ms is not None:
             self._ttft.record(time_to_first_token_ms, common)
+        if time_to_first_answer_token_ms is not None:
+            self._ttfat.record(time_to_first_answer_token_ms, common)
         self._tokens.record(result.usage.input_tokens, {**common, names.GEN_AI_TOKEN_TYPE: "input"})
         self._tokens.record(result.usage.output_tokens, {**common, names.GEN_AI_TOKEN_TYPE: "output"})
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from voxgate.generation.protocol import ROLES, GenerationParams, Message, Sampling
+from voxgate.generation.multimodal import DEFAULT_MULTIMODAL_PREFIXES, check_parts, is_multimodal
+from voxgate.generation.protocol import ROLES, GenerationParams, ImagePart, Message, Sampling
+from voxgate.generation.tools import check_tool_calls, check_tools
 from voxgate.generation.v1 import generation_pb2
 from voxgate.speech.validation import InvalidRequest, check_name
 
@@ -19,24 +21,56 @@ MAX_TOP_K = 100
 AnyGenerateRequest = generation_pb2.GenerateRequest | generation_pb2.GenerateStreamRequest
 
 
-def generation_params(request: AnyGenerateRequest, default_model: str) -> GenerationParams:
+def generation_params(
+    request: AnyGenerateRequest,
+    default_model: str,
+    multimodal_prefixes: Iterable[str] = DEFAULT_MULTIMODAL_PREFIXES,
+) -> GenerationParams:
     """Validate ``request``; raises :class:`InvalidRequest` naming the first bad field."""
+    model = check_name("model", request.model or default_model)
+    messages = _messages(request.messages)
+    tools, tool_choice = check_tools(request.tools, request.tool_choice)
+    has_image = any(isinstance(part, ImagePart) for message in messages for part in message.parts)
     return GenerationParams(
-        model=check_name("model", request.model or default_model),
-        messages=_messages(request.messages),
+        model=model,
+        messages=messages,
         sampling=_sampling(request.sampling) if request.HasField("sampling") else Sampling(),
+        tools=tools,
+        tool_choice=tool_choice,
+        multimodal=has_image or is_multimodal(model, multimodal_prefixes),
     )
 
 
 def _messages(messages: Iterable[generation_pb2.Message]) -> tuple[Message, ...]:
     checked: list[Message] = []
+    call_ids: set[str] = set()
     for index, message in enumerate(messages):
         field = f"messages[{index}]"
-        if message.role not in ROLES:
+        role = message.role
+        if role not in ROLES:
             raise InvalidRequest(f"{field}.role", f"must be one of {', '.join(ROLES)}")
-        if not message.content.strip() and message.role != "assistant":
+        if message.content and message.parts:
+            raise InvalidRequest(f"{field}.parts", "set content or parts, not both")
+        parts = check_parts(field, role, message.parts)
+        text = message.content + "".join(getattr(part, "text", "") for part in parts)
+        has_image = any(isinstance(part, ImagePart) for part in parts)
+        if not text.strip() and not has_image and role != "assistant":
             raise InvalidRequest(f"{field}.content", "must not be empty")
-        checked.append(Message(message.role, message.content))
+        if message.tool_calls and role != "assistant":
+            raise InvalidRequest(f"{field}.tool_calls", "only assistant messages carry tool calls")
+        tool_calls = check_tool_calls(field, message.tool_calls)
+        call_ids.update(call.id for call in tool_calls)
+        if role == "tool":
+            if not message.tool_call_id:
+                raise InvalidRequest(f"{field}.tool_call_id", "required for role tool")
+            if message.tool_call_id not in call_ids:
+                raise InvalidRequest(
+                    f"{field}.tool_call_id",
+                    f"{message.tool_call_id!r} is not the id of a tool call of an earlier assistant message",
+                )
+        elif message.tool_call_id:
+            raise InvalidRequest(f"{field}.tool_call_id", "allowed for role tool only")
+        checked.append(Message(role, message.content, parts, message.tool_call_id, tool_calls))
     if not checked:
         raise InvalidRequest("messages", "at least one message is required")
     return tuple(checked)

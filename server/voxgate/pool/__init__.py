@@ -7,7 +7,15 @@ from voxgate.pool.base import loop_clock
 from voxgate.pool.breaker import Breaker
 from voxgate.pool.config import OVERFLOW_OPEN, OVERFLOW_POLICIES, OVERFLOW_WAIT, PoolConfig
 from voxgate.pool.connector import Connector
-from voxgate.pool.errors import ClosedAfterOpen, ConnectFailed, PoolClosed, PoolError, PoolTimeout
+from voxgate.pool.errors import (
+    ClosedAfterOpen,
+    ConnectFailed,
+    NotConnected,
+    PoolClosed,
+    PoolError,
+    PoolTimeout,
+    Unresponsive,
+)
 from voxgate.pool.events import (
     EVICT_CLOSED,
     EVICT_DISCARDED,
@@ -17,6 +25,8 @@ from voxgate.pool.events import (
     EVICT_PING,
     EVICT_REJECTED,
     EVICT_SHUTDOWN,
+    EVICT_SURPLUS,
+    EVICT_UNRESPONSIVE,
     ConnectionEvicted,
     ConnectionFailed,
     ConnectionOpened,
@@ -41,6 +51,8 @@ __all__ = [
     "EVICT_PING",
     "EVICT_REJECTED",
     "EVICT_SHUTDOWN",
+    "EVICT_SURPLUS",
+    "EVICT_UNRESPONSIVE",
     "OVERFLOW_OPEN",
     "OVERFLOW_POLICIES",
     "OVERFLOW_WAIT",
@@ -56,6 +68,7 @@ __all__ = [
     "LeaseGranted",
     "LeaseHeldLong",
     "LeaseRefused",
+    "NotConnected",
     "Pool",
     "PoolClosed",
     "PoolConfig",
@@ -65,6 +78,7 @@ __all__ = [
     "PoolStats",
     "PoolTimeout",
     "SlotState",
+    "Unresponsive",
     "log_event",
     "loop_clock",
 ]

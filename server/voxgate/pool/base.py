@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 from voxgate.pool.breaker import Breaker
 from voxgate.pool.config import PoolConfig
 from voxgate.pool.connector import Connector
-from voxgate.pool.errors import ClosedAfterOpen, ConnectFailed
+from voxgate.pool.errors import ClosedAfterOpen, NotConnected, PoolClosed
 from voxgate.pool.events import (
     EVICT_CLOSED,
     EVICT_IDLE,
@@ -33,6 +33,7 @@ from voxgate.pool.events import (
     ConnectionEvicted,
     ConnectionFailed,
     ConnectionOpened,
+    LeaseRefused,
     PoolEvent,
     PoolListener,
 )
@@ -79,6 +80,8 @@ class PoolBase(Generic[C]):
         self._retry_timer: asyncio.TimerHandle | None = None
         self._started = False
         self._closing = False
+        self._caller_connecting = False
+        """A caller drives a connect of its own (:meth:`Pool._connect_for_caller`): one at a time."""
         self._changed = asyncio.Event()
 
         self._created = 0
@@ -90,6 +93,8 @@ class PoolBase(Generic[C]):
         self._overflow_leases = 0
         self._timeouts = 0
         self._evicted: dict[str, int] = {}
+        self._connect_times_s: deque[float] = deque(maxlen=8)
+        """The latest successful connects' durations: what this path has shown."""
 
     @property
     def ready(self) -> bool:
@@ -98,6 +103,19 @@ class PoolBase(Generic[C]):
     def _open_count(self) -> int:
         count = self._slots.count
         return count(SlotState.IDLE) + count(SlotState.LEASED) + count(SlotState.PINGING)
+
+    def _sized_count(self) -> int:
+        """Open connections that count against ``max_size``: one out for a ping does not, so a
+        round of pings never stops a replacement connect (docs/operations.md#detection-and-recovery)."""
+        return self._slots.count(SlotState.IDLE) + self._slots.count(SlotState.LEASED)
+
+    def _connect_patience_s(self) -> float:
+        """How long a connect driven by a caller may take: 4 x the slowest recent connect, at
+        least ``check_timeout_s``, at most ``connect_timeout_s`` (all of it before any succeeded)."""
+        if not self._connect_times_s:
+            return self.config.connect_timeout_s
+        shown_s = 4 * max(self._connect_times_s)
+        return min(self.config.connect_timeout_s, max(self.config.check_timeout_s, shown_s))
 
     def _unusable_reason(self, slot: Slot[C]) -> str | None:
         now = self._clock()
@@ -148,10 +166,11 @@ class PoolBase(Generic[C]):
             return
         connecting = self._slots.count(SlotState.CONNECTING)
         live_waiters = sum(1 for waiter in self._waiters if not waiter.done())
-        wanted = (
-            self.config.effective_min_idle + live_waiters - self._slots.count(SlotState.IDLE) - connecting
-        )
-        capacity = self.config.max_size - self._open_count() - connecting
+        # A connection out for a ping is expected back (it is supply), but it does not take a place
+        # a waiter's connect needs (it is not capacity).
+        supply = self._slots.count(SlotState.IDLE) + self._slots.count(SlotState.PINGING) + connecting
+        wanted = self.config.effective_min_idle + live_waiters - supply
+        capacity = self.config.max_size - self._sized_count() - connecting
         # The cap holds whatever asked for the refill (prewarm, eviction, restart): a ramp, not a herd.
         # While the upstream rejects us the breaker allows one probe at a time.
         budget = self._breaker.connect_budget(self.config.max_concurrent_connects - connecting, connecting)
@@ -172,6 +191,7 @@ class PoolBase(Generic[C]):
 
     async def _open_one(self, slot: Slot[C]) -> None:
         started = self._clock()
+        batch = self._breaker.connect_started()
         try:
             async with asyncio.timeout(self.config.connect_timeout_s):
                 conn = await self._connector.connect()
@@ -180,25 +200,80 @@ class PoolBase(Generic[C]):
             raise
         except Exception as exc:
             self._slots.move(slot, SlotState.CLOSED)
-            self._on_connect_failed(exc, fatal=self._connector.is_fatal(exc))
+            self._on_connect_failed(exc, fatal=self._connector.is_fatal(exc), batch=batch)
             return
-        now = self._clock()
-        self._created += 1
-        self._breaker.connect_succeeded()
-        self._emit(ConnectionOpened(now - started))
-        lifetime = self.config.max_lifetime_s * (1 - self._rng.uniform(0, self.config.lifetime_jitter))
-        slot.opened(conn, now=now, expires_at=now + lifetime, serial=self._created)
+        self._connected(slot, conn, started)
         if self._closing:
             self._evict(slot, EVICT_SHUTDOWN)
             return
         self._hand_over(slot)
         self._refill()
 
-    def _on_connect_failed(self, exc: Exception, *, fatal: bool = False) -> None:
+    def _connected(self, slot: Slot[C], conn: C, started: float) -> None:
+        """Book a successful connect of ``slot`` that began at ``started``."""
+        now = self._clock()
+        self._created += 1
+        self._breaker.connect_succeeded()
+        self._connect_times_s.append(now - started)
+        self._emit(ConnectionOpened(now - started))
+        lifetime = self.config.max_lifetime_s * (1 - self._rng.uniform(0, self.config.lifetime_jitter))
+        slot.opened(conn, now=now, expires_at=now + lifetime, serial=self._created)
+
+    def _outage_known(self) -> bool:
+        """Nothing usable (idle, lent or out for a ping) and the latest evidence is a failure."""
+        return not self._open_count() and self._breaker.last_error is not None
+
+    async def _connect_for_caller(self, started: float, timeout_s: float) -> Slot[C]:
+        """In an outage, one caller at a time drives a connect bounded by its own wait (Envoy's
+        panic routing): the first call after the network heals succeeds without waiting out the
+        backoff. Everyone else (and any caller while the upstream rejects us) is told at once."""
+        last_error = self._breaker.last_error
+        if self._breaker.rejected_reason is not None or self._caller_connecting:
+            self._emit(LeaseRefused("unreachable", self._clock() - started))
+            trying = "" if self._breaker.rejected_reason else "; reconnecting"
+            raise NotConnected(f"upstream unreachable: {last_error}{trying}") from last_error
+        slot = self._slots.add(Slot())
+        self._caller_connecting = True
+        batch = self._breaker.connect_started()
+        limit_s = min(timeout_s, self._connect_patience_s())
+        try:
+            async with asyncio.timeout(limit_s):
+                conn = await self._connector.connect()
+        except BaseException as exc:
+            if slot.state is SlotState.CONNECTING:  # close() may have closed it already
+                self._slots.move(slot, SlotState.CLOSED)
+            if not isinstance(exc, Exception):
+                raise
+            self._on_connect_failed(exc, fatal=self._connector.is_fatal(exc), batch=batch, timeout_s=limit_s)
+            self._emit(LeaseRefused("unreachable", self._clock() - started))
+            raise NotConnected(f"upstream unreachable: {self._breaker.last_error}") from exc
+        finally:
+            self._caller_connecting = False
+        self._connected(slot, conn, started)
+        if self._closing or slot.state is not SlotState.CONNECTING:
+            if slot.state is SlotState.CONNECTING:
+                self._slots.move(slot, SlotState.CLOSED)
+            self._spawn(self._close_quietly(conn))
+            raise PoolClosed("pool is closing")
+        self._slots.move(slot, SlotState.LEASED)
+        self._refill()  # the breaker is reset: refill from here
+        self._signal()
+        return slot
+
+    def _on_connect_failed(
+        self,
+        exc: Exception,
+        *,
+        fatal: bool = False,
+        batch: int | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        """Book a failed connect (``batch``: the breaker's token from when it started)."""
         if isinstance(exc, TimeoutError):
-            exc = TimeoutError(f"connect timed out after {self.config.connect_timeout_s:.3g}s")
+            limit_s = self.config.connect_timeout_s if timeout_s is None else timeout_s
+            exc = TimeoutError(f"connect timed out after {limit_s:.3g}s")
         self._connect_failures += 1
-        backoff_s = self._breaker.connect_failed(exc, fatal=fatal)
+        backoff_s = self._breaker.connect_failed(exc, fatal=fatal, started=batch)
         self._emit(ConnectionFailed(exc, backoff_s))
         log.warning("upstream connect failed (%s); next attempt in %.2fs", exc, backoff_s)
         # The oldest waiter learns at once that the upstream is unreachable; the
@@ -206,7 +281,7 @@ class PoolBase(Generic[C]):
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                failure = ConnectFailed(f"upstream connect failed: {exc}")
+                failure = NotConnected(f"upstream connect failed: {exc}")
                 failure.__cause__ = exc
                 waiter.set_exception(failure)
                 break

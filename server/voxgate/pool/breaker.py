@@ -3,7 +3,8 @@
 Three facts decide whether the pool should open connections and whether it serves:
 
 * consecutive connect failures set a backoff (exponential, "equal jitter": never zero,
-  never synchronised across processes) before the next connect may start;
+  never synchronised across processes) before the next connect may start; the connects
+  of one batch (in flight together when the first of them failed) count as one failure;
 * a failure that retrying cannot fix (bad credentials, a fresh connection closed at once
   for quota) makes the breaker *rejected*: it probes only once per ``backoff_max_s``,
   one connect at a time, until a connection opened since proves itself;
@@ -43,6 +44,8 @@ class Breaker:
         self._rng = rng or random.Random()
         self._next_connect_at = 0.0
         self._consecutive_failures = 0
+        self._generation = 0
+        """Counted failures so far: a connect carries the generation it started in."""
         self._last_error: Exception | None = None
         self._rejected: str | None = None
         self._rejected_at = 0.0
@@ -90,6 +93,10 @@ class Breaker:
 
     # -- events --------------------------------------------------------------------------------
 
+    def connect_started(self) -> int:
+        """A connect starts: the token to hand back to :meth:`connect_failed` if it fails."""
+        return self._generation
+
     def connect_succeeded(self) -> None:
         """A connect succeeded: connect again at once. While rejected, the failure count stays
         (a connection must first prove itself, see :meth:`connection_proved`)."""
@@ -98,18 +105,29 @@ class Breaker:
         self._last_error = None
         self._next_connect_at = 0.0
 
-    def connect_failed(self, error: Exception, *, fatal: bool) -> float:
-        """A connect failed (``fatal``: a rejection); returns the backoff before the next one."""
-        self._consecutive_failures += 1
+    def connect_failed(self, error: Exception, *, fatal: bool, started: int | None = None) -> float:
+        """A connect failed (``fatal``: a rejection); returns the real delay before the next one.
+
+        ``started`` is :meth:`connect_started`'s token: a connect already in flight when an
+        earlier failure was counted is of the same batch (the same outage seen by every
+        connect of one refill), so it records its error but neither raises the failure count
+        nor moves the next-attempt time. Without a token, every failure counts.
+        """
+        now = self._clock()
         self._last_error = error
+        newly_rejected = fatal and self._rejected is None
         if fatal:
             self._reject(str(error))
+        if started is not None and started != self._generation and not newly_rejected:
+            return max(0.0, self._next_connect_at - now)
+        self._consecutive_failures += 1
+        self._generation += 1
         # A rejection that retrying cannot fix (credentials, quota) goes straight to the slow probe.
         ceiling = min(self._backoff_max_s, self._backoff_initial_s * 2.0 ** (self._consecutive_failures - 1))
         if self._rejected is not None:
             ceiling = self._backoff_max_s
         backoff_s = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-        self._next_connect_at = self._clock() + backoff_s
+        self._next_connect_at = now + backoff_s
         return backoff_s
 
     def connection_proved(self, created_at: float) -> None:

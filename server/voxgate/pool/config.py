@@ -38,6 +38,12 @@ class PoolConfig:
     """Ping each idle connection this often; ``None`` disables it."""
     ping_timeout_s: float = 20.0
     """A ping without a pong within this evicts the connection (a dead or half-open peer)."""
+    max_concurrent_pings: int = 2
+    """Idle connections out for a routine ping at once: the rest stay lendable meanwhile."""
+    check_timeout_s: float = 1.0
+    """A suspicion check (after a connection went silent before its task started) pings every idle
+    connection with this timeout; it is also the floor of a connect driven by a caller while
+    nothing is connected (4 x the slowest recent connect, capped by ``connect_timeout_s``)."""
     housekeeping_interval_s: float = 1.0
     """How often the housekeeper evicts, pings, refills and looks for leaks."""
     overflow: str = OVERFLOW_WAIT
@@ -54,6 +60,8 @@ class PoolConfig:
             raise ValueError(f"min_idle must be within [0, max_size={self.max_size}], got {self.min_idle}")
         if not 0 <= self.effective_ready_min <= self.max_size:
             raise ValueError(f"ready_min must be within [0, max_size={self.max_size}], got {self.ready_min}")
+        if self.max_concurrent_pings < 1:
+            raise ValueError(f"max_concurrent_pings must be >= 1, got {self.max_concurrent_pings}")
         if self.max_concurrent_connects < 1:
             raise ValueError(f"max_concurrent_connects must be >= 1, got {self.max_concurrent_connects}")
         positive = (
@@ -62,6 +70,7 @@ class PoolConfig:
             "max_idle_s",
             "max_lifetime_s",
             "ping_timeout_s",
+            "check_timeout_s",
             "housekeeping_interval_s",
             "early_close_s",
         )

@@ -36,6 +36,11 @@ class Connector(Protocol[C]):
         """Whether a connect failure is a rejection retrying cannot fix (credentials), not a transient one."""
         ...
 
+    def unresponsive(self, conn: C) -> bool:
+        """Whether ``conn`` went silent in a round trip it should have answered (no task-started,
+        then no pong): the pool then checks its other idle connections at once."""
+        ...
+
     def refusal(self, conn: C) -> str | None:
         """If the way the peer closed ``conn`` reads as a refusal (quota, account), why; else None."""
         ...

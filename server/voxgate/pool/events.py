@@ -85,6 +85,10 @@ EVICT_REJECTED = "closed_after_open"
 EVICT_OVERFLOW = "overflow"
 """A temporary overflow connection, closed after its one use."""
 EVICT_SHUTDOWN = "shutdown"
+EVICT_UNRESPONSIVE = "unresponsive"
+"""Lent, it went silent before its task started, then missed a pong (see docs/operations.md)."""
+EVICT_SURPLUS = "surplus"
+"""Back from a ping while the pool had refilled to ``max_size`` without it (pings do not count against it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,9 @@ class PoolStats:
         return self.warm_leases / self.leases if self.leases else 0.0
 
 
+_WORTH_A_WARNING = (EVICT_PING, EVICT_REJECTED, EVICT_UNRESPONSIVE)
+
+
 def log_event(event: PoolEvent) -> None:
     """A listener that logs what an operator should see (leaks, health flips, evictions by ping)."""
     if isinstance(event, LeaseHeldLong):
@@ -142,5 +149,5 @@ def log_event(event: PoolEvent) -> None:
             "SERVING" if event.serving else "NOT_SERVING",
             event.reason,
         )
-    elif isinstance(event, ConnectionEvicted) and event.reason in (EVICT_PING, EVICT_REJECTED):
+    elif isinstance(event, ConnectionEvicted) and event.reason in _WORTH_A_WARNING:
         log.warning("evicted an upstream connection (%s) after %.1fs", event.reason, event.age_s)

@@ -14,12 +14,18 @@ Anything else — an exception, a cancel, forgetting — closes the connection a
 the pool opens a replacement. A dirty connection is never lent again.
 
 Health: a housekeeper (:meth:`Pool.housekeep`, run every ``housekeeping_interval_s``)
-pings idle connections (a missing pong within ``ping_timeout_s`` evicts), retires
+pings idle connections, a few at a time (a missing pong within ``ping_timeout_s`` evicts), retires
 idle and aged ones before the upstream would cut them, refills, and reports leases
 held suspiciously long. A connect the connector calls fatal (bad credentials), or a
 fresh connection the upstream closes right after its handshake (quota), makes the
 pool *rejected*: :attr:`Pool.serving` turns False with the reason, and the pool
 probes only once per ``backoff_max_s`` until a connection proves itself.
+
+Outages (docs/operations.md#detection-and-recovery): a connection out for a ping does not
+count against ``max_size``; a lent connection that went silent before its task started makes
+the pool check every idle one at once; once nothing usable is left, callers are told
+:class:`NotConnected` (UNAVAILABLE) instead of waiting, and one caller at a time may drive a
+connect of its own, so the first call after the network heals succeeds.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from typing import TypeVar
 
 from voxgate.pool.base import PoolBase
 from voxgate.pool.config import OVERFLOW_OPEN
-from voxgate.pool.errors import ConnectFailed, PoolClosed, PoolTimeout
+from voxgate.pool.errors import ConnectFailed, NotConnected, PoolClosed, PoolTimeout, Unresponsive
 from voxgate.pool.events import (
     EVICT_DISCARDED,
     EVICT_IDLE,
@@ -41,6 +47,8 @@ from voxgate.pool.events import (
     EVICT_OVERFLOW,
     EVICT_PING,
     EVICT_SHUTDOWN,
+    EVICT_SURPLUS,
+    EVICT_UNRESPONSIVE,
     LeaseGranted,
     LeaseHeldLong,
     LeaseRefused,
@@ -127,8 +135,9 @@ class Pool(PoolBase[C]):
         opened_before = self._created
         slot = self._take_idle()
         queued = slot is None
-        if slot is None:
-            self._fail_fast_if_unreachable(started)
+        if slot is None and self._outage_known():
+            slot = await self._connect_for_caller(started, timeout_s)
+        elif slot is None:
             if self.config.overflow == OVERFLOW_OPEN and self._at_capacity():
                 slot = await self._open_overflow(started, timeout_s)
             else:
@@ -203,6 +212,8 @@ class Pool(PoolBase[C]):
         # Retiring for age is not urgent: at most one connect-cap's worth per pass, so connections
         # prewarmed together are replaced in a trickle and the pool never empties for maintenance.
         retirements_left = self.config.max_concurrent_connects
+        # Routine pings a few at a time: the others stay lendable (docs/operations.md#detection-and-recovery).
+        pings_left = self.config.max_concurrent_pings - self._slots.count(SlotState.PINGING)
         for slot in self._slots.idle():
             if slot.state is not SlotState.IDLE:
                 continue  # moved by what an earlier eviction set off
@@ -213,11 +224,9 @@ class Pool(PoolBase[C]):
                 retirements_left -= 1
             if reason is not None:
                 self._evict_unusable(slot, reason)
-            elif self._ping_due(slot, now):
-                self._slots.move(slot, SlotState.PINGING)
-                check = asyncio.get_running_loop().create_task(self._check(slot))
-                self._cancel_on_close.add(check)  # a ping, like a connect, is cancelled by close()
-                check.add_done_callback(self._cancel_on_close.discard)
+            elif pings_left > 0 and self._ping_due(slot, now):
+                pings_left -= 1
+                self._start_check(slot, self.config.ping_timeout_s)
         self._report_held_long(now)
         self._clear_rejection_if_proven(now)
         self._refill()
@@ -268,7 +277,7 @@ class Pool(PoolBase[C]):
         return self._slots.count(SlotState.LEASED) + self._slots.count(SlotState.LEASED, overflow=True)
 
     def _at_capacity(self) -> bool:
-        return self._open_count() + self._slots.count(SlotState.CONNECTING) >= self.config.max_size
+        return self._sized_count() + self._slots.count(SlotState.CONNECTING) >= self.config.max_size
 
     def _take_idle(self) -> Slot[C] | None:
         """Lend the oldest idle connection that passes the borrow check; evict failures."""
@@ -280,18 +289,6 @@ class Pool(PoolBase[C]):
             self._evict_unusable(slot, reason)
         self._refill()
         return None
-
-    def _fail_fast_if_unreachable(self, started: float) -> None:
-        # With nothing open, nothing opening and the last connect failed, waiting would
-        # only turn "upstream unreachable" into a misleading acquire timeout.
-        count = self._slots.count
-        nothing_open = (
-            not count(SlotState.LEASED) and not count(SlotState.PINGING) and not count(SlotState.CONNECTING)
-        )
-        last_error = self._breaker.last_error
-        if self._breaker.backing_off and nothing_open and last_error:
-            self._emit(LeaseRefused("unreachable", self._clock() - started))
-            raise ConnectFailed(f"upstream unreachable: {last_error}") from last_error
 
     async def _open_overflow(self, started: float, timeout_s: float) -> Slot[C]:
         """Open a temporary connection for one lease (overflow policy); it is closed on release."""
@@ -335,12 +332,15 @@ class Pool(PoolBase[C]):
             if isinstance(exc, TimeoutError):
                 self._timeouts += 1
                 self._emit(LeaseRefused("timeout", self._clock() - started))
+                if self._slots.count(SlotState.LEASED) >= self.config.max_size:
+                    busy = f"no upstream connection free within {timeout_s:.3g}s ({self!r})"
+                    raise PoolTimeout(busy) from None
+                # Not busy: the connections are out for a check or still connecting. That is
+                # the upstream's availability, not voxgate's capacity.
                 last_error = self._breaker.last_error
-                if last_error is not None and not self._slots.count(SlotState.LEASED):
-                    raise ConnectFailed(
-                        f"no upstream connection within {timeout_s:.3g}s: {last_error}"
-                    ) from last_error
-                raise PoolTimeout(f"no upstream connection free within {timeout_s:.3g}s ({self!r})") from None
+                why = f": {last_error}" if last_error is not None else f" ({self!r})"
+                unusable = f"no usable upstream connection within {timeout_s:.3g}s{why}"
+                raise NotConnected(unusable) from last_error
             raise
 
     def _release(self, lease: Lease[C]) -> None:
@@ -352,7 +352,11 @@ class Pool(PoolBase[C]):
             self._evict(slot, EVICT_OVERFLOW)
             return
         if not lease.reusable:
-            self._evict(slot, EVICT_DISCARDED)
+            if self._connector.unresponsive(slot.conn):
+                self._evict(slot, EVICT_UNRESPONSIVE)
+                self._suspect_the_rest()
+            else:
+                self._evict(slot, EVICT_DISCARDED)
             self._refill()
             return
         slot.uses += 1
@@ -385,10 +389,40 @@ class Pool(PoolBase[C]):
         interval = self.config.ping_interval_s
         return interval is not None and now - slot.checked_at >= interval
 
-    async def _check(self, slot: Slot[C]) -> None:
+    def _start_check(self, slot: Slot[C], timeout_s: float) -> None:
+        self._slots.move(slot, SlotState.PINGING)
+        check = asyncio.get_running_loop().create_task(self._check(slot, timeout_s))
+        self._cancel_on_close.add(check)  # a ping, like a connect, is cancelled by close()
+        check.add_done_callback(self._cancel_on_close.discard)
+
+    def _suspect_the_rest(self) -> None:
+        """A lent connection went silent: ping every idle one at once, none lent meanwhile."""
+        for slot in self._slots.idle():
+            if self._unusable_reason(slot) is None:
+                self._start_check(slot, min(self.config.check_timeout_s, self.config.ping_timeout_s))
+        self._lost_everything("a connection went silent before its task started")
+
+    def _lost_everything(self, what: str) -> None:
+        """If nothing usable is left, that is an outage: back off, and tell every waiter now."""
+        if self._open_count() or self._closing:
+            return
+        error = Unresponsive(f"{what}; no usable upstream connection left")
+        # One failure for the breaker, like a batch of failed connects: callers now drive the
+        # reconnect (Pool.acquire) instead of waiting on connects that may never answer.
+        backoff_s = self._breaker.connect_failed(error, fatal=False)
+        log.warning("upstream unresponsive (%s); next connect in %.2fs", error, backoff_s)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                failure = NotConnected(f"upstream unreachable: {error}")
+                failure.__cause__ = error
+                waiter.set_exception(failure)
+        self._signal()
+
+    async def _check(self, slot: Slot[C], timeout_s: float) -> None:
         """Ping an idle connection taken out of the idle queue; put it back or evict it."""
         try:
-            async with asyncio.timeout(self.config.ping_timeout_s):
+            async with asyncio.timeout(timeout_s):
                 await self._connector.ping(slot.conn)
         except asyncio.CancelledError:  # close() does not wait out a ping
             self._evict(slot, EVICT_SHUTDOWN)
@@ -402,6 +436,7 @@ class Pool(PoolBase[C]):
             return
         if not alive:
             self._evict(slot, EVICT_PING)
+            self._lost_everything("idle connections stopped answering pings")
             self._refill()
             return
         slot.checked_at = self._clock()
@@ -409,6 +444,10 @@ class Pool(PoolBase[C]):
         if reason is not None:
             self._evict_unusable(slot, reason)
             self._refill()
+            return
+        waited_for = any(not waiter.done() for waiter in self._waiters)
+        if not waited_for and self._sized_count() >= self.config.max_size:
+            self._evict(slot, EVICT_SURPLUS)  # the pool refilled without it meanwhile
             return
         self._hand_over(slot)
 

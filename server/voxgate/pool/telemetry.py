@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from voxgate.observability import telemetry as names
+from voxgate.observability import names
 from voxgate.observability.telemetry import Telemetry
 from voxgate.pool import (
     ConnectionEvicted,

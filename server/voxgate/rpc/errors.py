@@ -23,6 +23,10 @@ MD_AUDIO_BYTES_SENT = "voxgate-audio-bytes-sent"
 MD_UPSTREAM_REQUEST_ID = "voxgate-upstream-request-id"
 MD_UPSTREAM_HTTP_STATUS = "voxgate-upstream-http-status"
 MD_TEXT_CHARS_SENT = "voxgate-text-chars-sent"
+MD_NOT_CONNECTED = "voxgate-upstream-not-connected"
+"""``true`` on an UNAVAILABLE whose request never reached the upstream (nothing was connected
+for it): safe to retry for any client, even one that does not retry UNAVAILABLE in general."""
+NOT_CONNECTED = ((MD_NOT_CONNECTED, "true"),)
 
 # DashScope's error code families, shared by its WebSocket and HTTP APIs (codes match by prefix).
 CREDENTIAL_CODES = ("InvalidApiKey", "AccessDenied", "Arrearage", "Unauthorized")
@@ -77,7 +81,7 @@ def generic_failure(exc: BaseException) -> Failure:
         if isinstance(exc.__cause__, ClosedAfterOpen):
             # Accepted, then dropped before any use (quota, suspended account): retrying now hammers.
             return Failure(grpc.StatusCode.FAILED_PRECONDITION, f"upstream refuses voxgate: {exc.__cause__}")
-        return Failure(grpc.StatusCode.UNAVAILABLE, str(exc), retryable=True)
+        return Failure(grpc.StatusCode.UNAVAILABLE, str(exc), NOT_CONNECTED, retryable=True)
     if isinstance(exc, TimeoutError):
         return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
     return Failure(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")

@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 import grpc
 from opentelemetry import propagate, trace
 
-from voxgate.observability import telemetry as names
+from voxgate.observability import names
 from voxgate.observability.telemetry import Telemetry
 
 Context = grpc.aio.ServicerContext[Any, Any]

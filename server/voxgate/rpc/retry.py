@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import grpc
 from opentelemetry import trace
 
-from voxgate.observability import telemetry as names
+from voxgate.observability import names
 from voxgate.rpc.errors import Classifier, Failure
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from types import TracebackType
 
 from opentelemetry import trace
 
-from voxgate.observability import telemetry as names
+from voxgate.observability import names
 from voxgate.observability.telemetry import Telemetry
 from voxgate.speech.protocol import SynthesisTask
 

@@ -210,7 +210,8 @@ class VoiceService(voice_pb2_grpc.VoiceServiceServicer):
         except GaveUp as gave_up:
             raise HalfFailed(GENERATION, gave_up.failure) from gave_up
         first_token_ms = progress.ms_since_start(progress.first_token_at) if progress.first_token_at else None
-        self._generation_telemetry.done(params.model, progress.last, first_token_ms)
+        # Speak passes on the answer only (reasoning is not spoken): its first token is an answer token.
+        self._generation_telemetry.done(params.model, progress.last, first_token_ms, first_token_ms)
 
     # -- speech ----------------------------------------------------------------------------------
 

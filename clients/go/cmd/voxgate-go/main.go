@@ -1,12 +1,13 @@
 // Command voxgate-go calls voxgate from Go:
 //
 //	voxgate-go synth TEXT [-o out.wav] [--format wav|pcm|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
-//	voxgate-go generate PROMPT [--system TEXT] [--model M] [--max-tokens N] [--no-stream] [--json]
-//	voxgate-go synth-stdin [-o out.wav] [--format F] [--sample-rate HZ] [--voice V] [--model M]
-//	voxgate-go speak PROMPT [-o out.wav] [--format F] [--sample-rate HZ] [--voice V] [--model M]
+//	                      [--rate R] [--pitch P] [--volume N] [--timeout SECONDS (default 60)]
+//	voxgate-go generate PROMPT [--stream] [--system TEXT] [--model M] [--max-tokens N] [--json]
+//	                      [--timeout SECONDS (default 120)]
 //
-// All take --server HOST:PORT (default 127.0.0.1:50051) and --timeout SECONDS (default 60).
-// Exit status: 0 done, 1 the call failed (the gRPC status is printed), 2 bad usage.
+// Both take --server HOST:PORT (default 127.0.0.1:50051). The commands, flags, output and exit
+// status are those of `voxgate synth` / `voxgate generate` (plus --json): 0 done, 1 the call
+// failed (the gRPC status is printed), 2 bad usage.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,11 +31,17 @@ import (
 	speechv1 "voxgate/gen/speech/v1"
 )
 
-const usage = `usage: voxgate-go synth TEXT [-o FILE] [--format pcm|wav|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
-       voxgate-go generate PROMPT [--system TEXT] [--model M] [--max-tokens N] [--no-stream] [--json]
-       voxgate-go synth-stdin [-o FILE] [--format pcm|wav|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
-       voxgate-go speak PROMPT [-o FILE] [--format pcm|wav|mp3|opus] [--sample-rate HZ] [--voice V] [--model M]
-common options: --server HOST:PORT (default 127.0.0.1:50051), --timeout SECONDS (default 60)`
+const prog = "voxgate-go"
+
+var usages = map[string]string{
+	"synth": "usage: " + prog + " synth TEXT [-o OUTPUT] [--server SERVER] [--format {mp3,opus,pcm,wav}]" +
+		" [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--rate RATE] [--pitch PITCH] [--volume VOLUME]" +
+		" [--timeout SECONDS]",
+	"generate": "usage: " + prog + " generate PROMPT [--stream] [--model MODEL] [--system SYSTEM] [--max-tokens N]" +
+		" [--server SERVER] [--timeout SECONDS] [--json]",
+}
+
+var usage = usages["synth"] + "\n" + strings.Replace(usages["generate"], "usage:", "      ", 1)
 
 var formats = map[string]speechv1.AudioFormat{
 	"pcm":  speechv1.AudioFormat_AUDIO_FORMAT_PCM,
@@ -42,15 +50,40 @@ var formats = map[string]speechv1.AudioFormat{
 	"opus": speechv1.AudioFormat_AUDIO_FORMAT_OPUS,
 }
 
-// usageError is bad command-line input: exit status 2.
+// usageError is bad command-line input: exit status 2, the command's usage first (as argparse does).
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// optional is a number flag that may be absent: absent and 0 are different requests.
+type optional struct {
+	name  string
+	kind  string // "int" or "float", as argparse's types
+	set   bool
+	value float64
+}
+
+func (o *optional) String() string { return "" }
+
+func (o *optional) Set(text string) error {
+	value, err := strconv.ParseFloat(strings.TrimSpace(text), 64)
+	if err != nil || (o.kind == "int" && value != float64(int64(value))) {
+		return usageError{fmt.Sprintf("argument --%s: invalid %s value: '%s'", o.name, o.kind, text)}
+	}
+	o.set, o.value = true, value
+	return nil
+}
+
+func newOptional(flags *flag.FlagSet, name, kind, help string) *optional {
+	o := &optional{name: name, kind: kind}
+	flags.Var(o, name, help)
+	return o
+}
+
 // common holds the options every command takes.
 type common struct {
 	server  string
-	timeout float64
+	timeout *optional
 	model   string
 }
 
@@ -60,13 +93,13 @@ func newFlags(name string) (*flag.FlagSet, *common) {
 	flags.Usage = func() {}
 	opts := &common{}
 	flags.StringVar(&opts.server, "server", "127.0.0.1:50051", "voxgate address")
-	flags.Float64Var(&opts.timeout, "timeout", 60, "deadline in seconds")
+	opts.timeout = newOptional(flags, "timeout", "float", "deadline in seconds")
 	flags.StringVar(&opts.model, "model", "", "model (default: the server's)")
 	return flags, opts
 }
 
-// parse parses flags given before or after the one positional argument.
-func parse(flags *flag.FlagSet, opts *common, args []string) (string, error) {
+// parse parses flags given before or after the one positional argument, named what.
+func parse(flags *flag.FlagSet, args []string, what string) (string, error) {
 	var positional []string
 	for {
 		if err := flags.Parse(args); err != nil {
@@ -81,56 +114,91 @@ func parse(flags *flag.FlagSet, opts *common, args []string) (string, error) {
 		positional = append(positional, flags.Arg(0))
 		args = flags.Args()[1:]
 	}
-	if len(positional) != 1 {
-		return "", usageError{"expected exactly one text argument"}
-	}
-	if opts.timeout <= 0 {
-		return "", usageError{"--timeout must be a positive number of seconds"}
+	switch {
+	case len(positional) == 0:
+		return "", usageError{"the following arguments are required: " + what}
+	case len(positional) > 1:
+		return "", usageError{"unrecognized arguments: " + strings.Join(positional[1:], " ")}
 	}
 	return positional[0], nil
 }
 
-func (opts *common) context() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), time.Duration(opts.timeout*float64(time.Second)))
+func (opts *common) context(defaultS float64) (context.Context, context.CancelFunc) {
+	seconds := defaultS
+	if opts.timeout.set {
+		seconds = opts.timeout.value
+	}
+	return context.WithTimeout(context.Background(), time.Duration(seconds*float64(time.Second)))
+}
+
+// pythonRepr quotes text as Python's repr() does, so messages match `voxgate synth`'s.
+func pythonRepr(text string) string {
+	quote := "'"
+	if strings.Contains(text, "'") && !strings.Contains(text, "\"") {
+		quote = "\""
+	}
+	escaped := strings.ReplaceAll(strings.ReplaceAll(text, "\\", "\\\\"), quote, "\\"+quote)
+	return quote + escaped + quote
 }
 
 func synth(args []string) error {
 	flags, opts := newFlags("synth")
-	output := flags.String("o", "out.wav", "audio file to write")
+	var output string
+	flags.StringVar(&output, "o", "out.wav", "audio file to write")
+	flags.StringVar(&output, "output", "out.wav", "audio file to write")
 	format := flags.String("format", "", "pcm, wav, mp3 or opus (default: from the file suffix)")
-	sampleRate := flags.Uint("sample-rate", 0, "Hz (default: the server's, 22050)")
+	sampleRate := newOptional(flags, "sample-rate", "int", "Hz (default: the server's, 22050)")
 	voice := flags.String("voice", "", "voice (default: the server's)")
-	text, err := parse(flags, opts, args)
+	rate := newOptional(flags, "rate", "float", "speaking rate 0.5-2.0")
+	pitch := newOptional(flags, "pitch", "float", "pitch 0.5-2.0")
+	volume := newOptional(flags, "volume", "int", "volume 0-100")
+	text, err := parse(flags, args, "text")
 	if err != nil {
 		return err
 	}
 	formatName := *format
+	if _, ok := formats[formatName]; formatName != "" && !ok {
+		return usageError{fmt.Sprintf("argument --format: invalid choice: '%s' (choose from 'mp3', 'opus', 'pcm', 'wav')", formatName)}
+	}
 	if formatName == "" {
-		formatName = strings.ToLower(strings.TrimPrefix(filepath.Ext(*output), "."))
+		formatName = strings.ToLower(strings.TrimPrefix(filepath.Ext(output), "."))
 	}
 	if formatName == "" {
 		formatName = "wav"
 	}
 	wire, ok := formats[formatName]
 	if !ok {
-		return usageError{fmt.Sprintf("cannot tell the format from %s; pass --format", *output)}
+		fmt.Fprintf(os.Stderr, "%s synth: cannot tell the format from %s; pass --format\n", prog, pythonRepr(output))
+		os.Exit(2)
 	}
 	request := &speechv1.SynthesizeRequest{
-		Text: text, Model: opts.model, Voice: *voice, Format: wire, SampleRate: uint32(*sampleRate),
+		Text: text, Model: opts.model, Voice: *voice, Format: wire, SampleRate: uint32(sampleRate.value),
+	}
+	if rate.set {
+		value := float32(rate.value)
+		request.Rate = &value
+	}
+	if pitch.set {
+		value := float32(pitch.value)
+		request.Pitch = &value
+	}
+	if volume.set {
+		value := uint32(volume.value)
+		request.Volume = &value
 	}
 	c, err := client.Dial(opts.server)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	ctx, cancel := opts.context()
+	ctx, cancel := opts.context(60)
 	defer cancel()
-	result, err := c.SynthesizeToFile(ctx, request, *output)
+	result, err := c.SynthesizeToFile(ctx, request, output)
 	if err != nil {
 		return err
 	}
 	s := result.Summary
-	fmt.Printf("wrote %s: %d bytes %s at %d Hz\n", *output, result.AudioBytes, formatName, s.SampleRate)
+	fmt.Printf("wrote %s: %d bytes %s at %d Hz\n", output, result.AudioBytes, formatName, s.SampleRate)
 	fmt.Printf("first packet %.1f ms (client), %.1f ms in voxgate, %.1f ms upstream\n",
 		milliseconds(result.ClientFirstPacket), s.FirstPacketDelayMs, s.UpstreamFirstPacketDelayMs)
 	connection := "new"
@@ -144,11 +212,12 @@ func synth(args []string) error {
 
 func generate(args []string) error {
 	flags, opts := newFlags("generate")
+	flags.StringVar(&opts.server, "target", "127.0.0.1:50051", "voxgate address (as --server)")
 	system := flags.String("system", "", "system message")
-	maxTokens := flags.Uint("max-tokens", 0, "most tokens to generate (default: the model's)")
-	noStream := flags.Bool("no-stream", false, "call Generate (the whole answer at once) instead of GenerateStream")
+	maxTokens := newOptional(flags, "max-tokens", "int", "most tokens to generate (default: the model's)")
+	stream := flags.Bool("stream", false, "call GenerateStream and print the answer as it is generated")
 	jsonLines := flags.Bool("json", false, "print each message as one line of JSON")
-	prompt, err := parse(flags, opts, args)
+	prompt, err := parse(flags, args, "prompt")
 	if err != nil {
 		return err
 	}
@@ -158,8 +227,8 @@ func generate(args []string) error {
 	}
 	messages = append(messages, &generationv1.Message{Role: "user", Content: prompt})
 	sampling := &generationv1.Sampling{}
-	if *maxTokens > 0 {
-		tokens := uint32(*maxTokens)
+	if maxTokens.set { // 0 too: the server says what is wrong with it
+		tokens := uint32(maxTokens.value)
 		sampling.MaxTokens = &tokens
 	}
 	c, err := client.Dial(opts.server)
@@ -167,10 +236,10 @@ func generate(args []string) error {
 		return err
 	}
 	defer c.Close()
-	ctx, cancel := opts.context()
+	ctx, cancel := opts.context(120)
 	defer cancel()
 	started := time.Now()
-	if *noStream {
+	if !*stream {
 		response, err := c.Generate(ctx, &generationv1.GenerateRequest{Model: opts.model, Messages: messages, Sampling: sampling})
 		if err != nil {
 			return err
@@ -197,6 +266,9 @@ func generate(args []string) error {
 		return err
 	})
 	if err != nil {
+		if !*jsonLines && firstToken != 0 {
+			fmt.Println() // end the half-printed answer on stdout; the error is stderr's first line
+		}
 		return err
 	}
 	if !*jsonLines {
@@ -249,6 +321,10 @@ func main() {
 	commands := map[string]func([]string) error{
 		"synth": synth, "generate": generate, "synth-stdin": synthStdin, "speak": speak,
 	}
+	if len(os.Args) == 2 && (os.Args[1] == "-h" || os.Args[1] == "--help") {
+		fmt.Println(usage)
+		return
+	}
 	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -259,12 +335,12 @@ func main() {
 	switch {
 	case err == nil:
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Println(usage)
+		fmt.Println(usages[name])
 	case errors.As(err, &bad):
-		fmt.Fprintf(os.Stderr, "voxgate-go %s: %s\n%s\n", name, bad.msg, usage)
+		fmt.Fprintf(os.Stderr, "%s\n%s %s: error: %s\n", usages[name], prog, name, bad.msg)
 		os.Exit(2)
 	default:
-		fmt.Fprintf(os.Stderr, "voxgate-go %s: %s\n", name, client.Describe(err))
+		fmt.Fprintf(os.Stderr, "%s %s: %s\n", prog, name, client.Describe(err))
 		os.Exit(1)
 	}
 }

@@ -13,6 +13,14 @@ import (
 	voicev1 "voxgate/gen/voice/v1"
 )
 
+// Streaming text in (not in the conformance table: Python's `voxgate synth --stdin` is one flag).
+func init() {
+	usages["synth-stdin"] = "usage: " + prog + " synth-stdin [-o OUTPUT] [--server SERVER] [--format {mp3,opus,pcm,wav}]" +
+		" [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--timeout SECONDS]"
+	usages["speak"] = "usage: " + prog + " speak PROMPT [-o OUTPUT] [--server SERVER] [--format {mp3,opus,pcm,wav}]" +
+		" [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--timeout SECONDS]"
+}
+
 // audioFlags are the options of synth-stdin and speak.
 type audioFlags struct {
 	output, format, voice *string
@@ -29,7 +37,7 @@ func (a audioFlags) config(model string) (*speechv1.SynthesisConfig, string, err
 	}
 	wire, ok := formats[name]
 	if !ok {
-		return nil, "", usageError{fmt.Sprintf("cannot tell the format from %s; pass --format", *a.output)}
+		return nil, "", usageError{fmt.Sprintf("cannot tell the format from %s; pass --format", pythonRepr(*a.output))}
 	}
 	return &speechv1.SynthesisConfig{Model: model, Voice: *a.voice, Format: wire, SampleRate: uint32(*a.sampleRate)}, name, nil
 }
@@ -69,7 +77,7 @@ func synthStdin(args []string) error {
 		output: flags.String("o", "out.wav", "audio file to write"), format: flags.String("format", "", "pcm, wav, mp3 or opus"),
 		voice: flags.String("voice", "", "voice"), sampleRate: flags.Uint("sample-rate", 0, "Hz"),
 	}
-	if _, err := parse(flags, opts, append([]string{"-"}, args...)); err != nil { // no text argument: stdin
+	if _, err := parse(flags, append([]string{"-"}, args...), "text"); err != nil { // no text argument: stdin
 		return err
 	}
 	config, name, err := audio.config(opts.model)
@@ -81,7 +89,7 @@ func synthStdin(args []string) error {
 		return err
 	}
 	defer c.Close()
-	ctx, cancel := opts.context()
+	ctx, cancel := opts.context(60)
 	defer cancel()
 	file, err := os.Create(*audio.output)
 	if err != nil {
@@ -110,7 +118,7 @@ func speak(args []string) error {
 		output: flags.String("o", "out.wav", "audio file to write"), format: flags.String("format", "", "pcm, wav, mp3 or opus"),
 		voice: flags.String("voice", "", "voice"), sampleRate: flags.Uint("sample-rate", 0, "Hz"),
 	}
-	prompt, err := parse(flags, opts, args)
+	prompt, err := parse(flags, args, "prompt")
 	if err != nil {
 		return err
 	}
@@ -126,7 +134,7 @@ func speak(args []string) error {
 		return err
 	}
 	defer c.Close()
-	ctx, cancel := opts.context()
+	ctx, cancel := opts.context(120)
 	defer cancel()
 	file, err := os.Create(*audio.output)
 	if err != nil {

@@ -24,27 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&voxgate/generation/v1/generation.proto\x12\x15voxgate.generation.v1\"(\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xe0\x02\n\x08Sampling\x12\x17\n\nmax_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_k\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\rH\x04\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x02H\x05\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x08 \x01(\x02H\x06\x88\x01\x01\x12\x1c\n\x0f\x65nable_thinking\x18\t \x01(\x08H\x07\x88\x01\x01\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x15\n\x13_repetition_penaltyB\x12\n\x10_enable_thinking\"\x85\x01\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x30\n\x08messages\x18\x02 \x03(\x0b\x32\x1e.voxgate.generation.v1.Message\x12\x31\n\x08sampling\x18\x03 \x01(\x0b\x32\x1f.voxgate.generation.v1.Sampling\"J\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\r\x12\x15\n\routput_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\"\x99\x01\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12+\n\x05usage\x18\x03 \x01(\x0b\x32\x1c.voxgate.generation.v1.Usage\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\"\x8b\x01\n\x15GenerateStreamRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x30\n\x08messages\x18\x02 \x03(\x0b\x32\x1e.voxgate.generation.v1.Message\x12\x31\n\x08sampling\x18\x03 \x01(\x0b\x32\x1f.voxgate.generation.v1.Sampling\"\xc0\x01\n\x16GenerateStreamResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12+\n\x05usage\x18\x03 \x01(\x0b\x32\x1c.voxgate.generation.v1.Usage\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x1e\n\x16time_to_first_token_ms\x18\x06 \x01(\r\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r2\xe1\x01\n\x11GenerationService\x12[\n\x08Generate\x12&.voxgate.generation.v1.GenerateRequest\x1a\'.voxgate.generation.v1.GenerateResponse\x12o\n\x0eGenerateStream\x12,.voxgate.generation.v1.GenerateStreamRequest\x1a-.voxgate.generation.v1.GenerateStreamResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&voxgate/generation/v1/generation.proto\x12\x15voxgate.generation.v1\"\xa6\x01\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x31\n\x05parts\x18\x03 \x03(\x0b\x32\".voxgate.generation.v1.ContentPart\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x33\n\ntool_calls\x18\x05 \x03(\x0b\x32\x1f.voxgate.generation.v1.ToolCall\"K\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x13\n\timage_url\x18\x02 \x01(\tH\x00\x12\x0f\n\x05image\x18\x03 \x01(\x0cH\x00\x42\x06\n\x04kind\"=\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x01(\t\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"\xe0\x02\n\x08Sampling\x12\x17\n\nmax_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_k\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\rH\x04\x88\x01\x01\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x02H\x05\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x08 \x01(\x02H\x06\x88\x01\x01\x12\x1c\n\x0f\x65nable_thinking\x18\t \x01(\x08H\x07\x88\x01\x01\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x15\n\x13_repetition_penaltyB\x12\n\x10_enable_thinking\"\xc6\x01\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x30\n\x08messages\x18\x02 \x03(\x0b\x32\x1e.voxgate.generation.v1.Message\x12\x31\n\x08sampling\x18\x03 \x01(\x0b\x32\x1f.voxgate.generation.v1.Sampling\x12*\n\x05tools\x18\x04 \x03(\x0b\x32\x1b.voxgate.generation.v1.Tool\x12\x13\n\x0btool_choice\x18\x05 \x01(\t\"d\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\r\x12\x15\n\routput_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\r\"\xe1\x01\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12+\n\x05usage\x18\x03 \x01(\x0b\x32\x1c.voxgate.generation.v1.Usage\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x11\n\treasoning\x18\x07 \x01(\t\x12\x33\n\ntool_calls\x18\x08 \x03(\x0b\x32\x1f.voxgate.generation.v1.ToolCall\"\xcc\x01\n\x15GenerateStreamRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x30\n\x08messages\x18\x02 \x03(\x0b\x32\x1e.voxgate.generation.v1.Message\x12\x31\n\x08sampling\x18\x03 \x01(\x0b\x32\x1f.voxgate.generation.v1.Sampling\x12*\n\x05tools\x18\x04 \x03(\x0b\x32\x1b.voxgate.generation.v1.Tool\x12\x13\n\x0btool_choice\x18\x05 \x01(\t\"\xb5\x02\n\x16GenerateStreamResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12+\n\x05usage\x18\x03 \x01(\x0b\x32\x1c.voxgate.generation.v1.Usage\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x1e\n\x16time_to_first_token_ms\x18\x06 \x01(\r\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x17\n\x0freasoning_delta\x18\x08 \x01(\t\x12\x33\n\ntool_calls\x18\t \x03(\x0b\x32\x1f.voxgate.generation.v1.ToolCall\x12%\n\x1dtime_to_first_answer_token_ms\x18\n \x01(\r2\xe1\x01\n\x11GenerationService\x12[\n\x08Generate\x12&.voxgate.generation.v1.GenerateRequest\x1a\'.voxgate.generation.v1.GenerateResponse\x12o\n\x0eGenerateStream\x12,.voxgate.generation.v1.GenerateStreamRequest\x1a-.voxgate.generation.v1.GenerateStreamResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voxgate.generation.v1.generation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGE']._serialized_start=65
-  _globals['_MESSAGE']._serialized_end=105
-  _globals['_SAMPLING']._serialized_start=108
-  _globals['_SAMPLING']._serialized_end=460
-  _globals['_GENERATEREQUEST']._serialized_start=463
-  _globals['_GENERATEREQUEST']._serialized_end=596
-  _globals['_USAGE']._serialized_start=598
-  _globals['_USAGE']._serialized_end=672
-  _globals['_GENERATERESPONSE']._serialized_start=675
-  _globals['_GENERATERESPONSE']._serialized_end=828
-  _globals['_GENERATESTREAMREQUEST']._serialized_start=831
-  _globals['_GENERATESTREAMREQUEST']._serialized_end=970
-  _globals['_GENERATESTREAMRESPONSE']._serialized_start=973
-  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1165
-  _globals['_GENERATIONSERVICE']._serialized_start=1168
-  _globals['_GENERATIONSERVICE']._serialized_end=1393
+  _globals['_MESSAGE']._serialized_start=66
+  _globals['_MESSAGE']._serialized_end=232
+  _globals['_CONTENTPART']._serialized_start=234
+  _globals['_CONTENTPART']._serialized_end=309
+  _globals['_TOOL']._serialized_start=311
+  _globals['_TOOL']._serialized_end=372
+  _globals['_TOOLCALL']._serialized_start=374
+  _globals['_TOOLCALL']._serialized_end=429
+  _globals['_SAMPLING']._serialized_start=432
+  _globals['_SAMPLING']._serialized_end=784
+  _globals['_GENERATEREQUEST']._serialized_start=787
+  _globals['_GENERATEREQUEST']._serialized_end=985
+  _globals['_USAGE']._serialized_start=987
+  _globals['_USAGE']._serialized_end=1087
+  _globals['_GENERATERESPONSE']._serialized_start=1090
+  _globals['_GENERATERESPONSE']._serialized_end=1315
+  _globals['_GENERATESTREAMREQUEST']._serialized_start=1318
+  _globals['_GENERATESTREAMREQUEST']._serialized_end=1522
+  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1525
+  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1834
+  _globals['_GENERATIONSERVICE']._serialized_start=1837
+  _globals['_GENERATIONSERVICE']._serialized_end=2062
 # @@protoc_insertion_point(module_scope)
