@@ -101,14 +101,15 @@ class App:
             settings.http_config(),
             [generation_telemetry.trace_config()] if self.telemetry.enabled else [],
         )
+        generation_client = GenerationClient(
+            self._http,
+            base_url=http_url,
+            api_key=endpoint.api_key,
+            workspace=settings.workspace or "",
+            retry_sent_timeouts=settings.http_retry_sent_timeouts,
+        )
         self._generation = GenerationService(
-            GenerationClient(
-                self._http,
-                base_url=http_url,
-                api_key=endpoint.api_key,
-                workspace=settings.workspace or "",
-                retry_sent_timeouts=settings.http_retry_sent_timeouts,
-            ),
+            generation_client,
             default_model=settings.generation_model,
             retry=RetryPolicy(max_attempts=settings.max_attempts),
             telemetry=generation_telemetry,
@@ -136,7 +137,7 @@ class App:
             stream_max_pieces=settings.stream_max_pieces,
         )
         self._voice = VoiceService(
-            GenerationClient(self._http, base_url=http_url, api_key=endpoint.api_key),
+            generation_client,  # Speak's generation half: the same client, session and workspace
             self._pool,
             default_model=settings.generation_model,
             speech_defaults=speech_defaults,
