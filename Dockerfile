@@ -4,7 +4,7 @@
 #   production (the default, last stage): voxgate and its runtime dependencies only; it needs
 #     DASHSCOPE_API_KEY and refuses to start without it, saying so.
 #   demo (`docker build --target demo -t voxgate:<version>-demo .`): also the embedded local upstream's
-#     audio stack (numpy, lameenc, espeak-ng), so `docker run` works with no key at all.
+#     audio stack (numpy, lameenc, soundfile, espeak-ng), so `docker run` works with no key at all.
 # Reproducible: the base image is pinned by digest, every dependency by version and hash
 # (requirements/*.txt, `pip install --require-hashes`), and the dependencies sit in their own layer,
 # before the source, so a source change rebuilds only the last small layer.

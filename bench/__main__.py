@@ -18,6 +18,7 @@ SUITES = {
     "speech": "first-packet delay, reuse and capacity: voxgate vs no pool vs the vendor SDK pool vs direct",
     "generation": "time to first token through voxgate vs direct, TCP connections per 1000 requests",
     "tracing": "first-packet delay and CPU with tracing off vs on (every request traced, OTLP export)",
+    "voice": "text in pieces: Speak vs generate-then-synthesize, SynthesizeStream first audio vs last piece",
 }
 
 

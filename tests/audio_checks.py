@@ -86,3 +86,66 @@ def read_mp3(data: bytes) -> Mp3Info:
     if offset != len(data) or len(sample_rates) != 1:
         raise ValueError("trailing bytes or mixed sample rates")
     return Mp3Info(sample_rates.pop(), frames, seconds, len(bodies))
+
+
+@dataclass(frozen=True)
+class OggOpusInfo:
+    sample_rate: int
+    """The input sample rate OpusHead declares (Opus itself always decodes at 48 kHz)."""
+    channels: int
+    pages: int
+    seconds: float
+    """From the last page's granule position, less the pre-skip, at 48 kHz (RFC 7845)."""
+
+
+def _ogg_crc(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+            crc &= 0xFFFFFFFF
+    return crc
+
+
+def read_ogg_opus(data: bytes) -> OggOpusInfo:
+    """Walk an Ogg/Opus stream page by page (RFC 3533, RFC 7845): checksums, headers, duration."""
+    offset, pages, granule = 0, 0, 0
+    packets: list[bytes] = []
+    partial = b""
+    flags = 0
+    while offset < len(data):
+        if data[offset : offset + 4] != b"OggS":
+            raise ValueError(f"no Ogg capture pattern at byte {offset}")
+        flags = data[offset + 5]
+        granule = struct.unpack_from("<q", data, offset + 6)[0]
+        checksum = struct.unpack_from("<I", data, offset + 22)[0]
+        segments = data[offset + 26]
+        lacing = data[offset + 27 : offset + 27 + segments]
+        header_len = 27 + segments
+        body_len = sum(lacing)
+        page = bytearray(data[offset : offset + header_len + body_len])
+        page[22:26] = b"\0\0\0\0"
+        if _ogg_crc(bytes(page)) != checksum:
+            raise ValueError(f"bad page checksum at byte {offset}")
+        body = data[offset + header_len : offset + header_len + body_len]
+        position = 0
+        for size in lacing:
+            partial += body[position : position + size]
+            position += size
+            if size < 255:
+                packets.append(partial)
+                partial = b""
+        offset += header_len + body_len
+        pages += 1
+    if len(packets) < 2 or not packets[0].startswith(b"OpusHead") or not packets[1].startswith(b"OpusTags"):
+        raise ValueError("no OpusHead and OpusTags packets")
+    if not flags & 0x04:
+        raise ValueError("the last page is not marked end of stream")
+    head = packets[0]
+    channels, pre_skip, sample_rate = (
+        head[9],
+        struct.unpack_from("<H", head, 10)[0],
+        struct.unpack_from("<I", head, 12)[0],
+    )
+    return OggOpusInfo(sample_rate, channels, pages, (granule - pre_skip) / 48000)

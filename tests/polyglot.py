@@ -54,17 +54,20 @@ class Cli:
     def program(self) -> str:
         return PROGRAMS[self.language]
 
-    async def run(self, *args: str, timeout_s: float = 60.0, cwd: Path | None = None) -> Completed:
+    async def run(
+        self, *args: str, timeout_s: float = 60.0, cwd: Path | None = None, stdin: bytes | None = None
+    ) -> Completed:
         proc = await asyncio.create_subprocess_exec(
             *COMMANDS[self.language],
             *args,
             env=child_env(),
             cwd=cwd,
+            stdin=None if stdin is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout_s)
+            stdout, stderr = await asyncio.wait_for(proc.communicate(stdin), timeout_s)
         except TimeoutError:
             proc.kill()
             await proc.communicate()

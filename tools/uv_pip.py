@@ -6,7 +6,7 @@ whose pip is pointed at a mirror, extra indexes, local wheels or a constraints f
 asks pip for its effective configuration (``pip config list``, which includes ``PIP_*``
 variables) and passes the same sources to uv as flags:
 
-    index-url        -> --default-index        extra-index-url -> --index (one per URL)
+    index-url        -> --default-index        extra-index-url -> --index (one per URL, last first)
     find-links       -> --find-links           constraint      -> --constraints
     no-index         -> --no-index             trusted-host    -> --allow-insecure-host
     pre              -> --prerelease allow
@@ -79,7 +79,12 @@ def uv_arguments(config: Mapping[str, str]) -> tuple[list[str], dict[str, str], 
         if option == "index-url":
             flags += ["--default-index", value]
         elif option == "extra-index-url":
-            flags += [flag for url in values for flag in ("--index", url)]
+            # pip weighs every index alike and, for one version, takes the most specific wheel
+            # from any of them; uv takes that version from the first index that has it. Mirrors
+            # list their fuller index last (here /opt/pypi-more: soundfile's manylinux wheel with
+            # libsndfile inside, where the first holds only its pure-Python wheel, which needs a
+            # system library), so the extra indexes go to uv in reverse: last first.
+            flags += [flag for url in reversed(values) for flag in ("--index", url)]
         elif option == "find-links":
             flags += [flag for location in values for flag in ("--find-links", location)]
         elif option == "constraint":

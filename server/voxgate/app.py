@@ -47,6 +47,9 @@ from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
 from voxgate.speech.validation import Defaults
 from voxgate.stats.servicer import PeakInUse, StatsService
 from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
+from voxgate.voice.servicer import VoiceService
+from voxgate.voice.telemetry import VoiceTelemetry
+from voxgate.voice.v1 import voice_pb2, voice_pb2_grpc
 
 if TYPE_CHECKING:
     # Only for annotations: the embedded upstream (numpy, espeak-ng, lameenc) is imported in
@@ -59,6 +62,7 @@ SPEECH_SERVICE = speech_pb2.DESCRIPTOR.services_by_name["SpeechService"].full_na
 STATS_SERVICE = stats_pb2.DESCRIPTOR.services_by_name["StatsService"].full_name
 TTS_POOL = "tts"
 GENERATION_SERVICE = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name
+VOICE_SERVICE = voice_pb2.DESCRIPTOR.services_by_name["VoiceService"].full_name
 LIVENESS_SERVICE = "liveness"
 STOP_NOW_TIMEOUT_S = 5.0
 """On a stop at once, how long cancelled calls may take to return their leases and answer."""
@@ -76,6 +80,9 @@ PRICING: dict[str, Pricing] = {
     f"/{SPEECH_SERVICE}/Synthesize": _synthesis_charge,
     f"/{GENERATION_SERVICE}/Generate": lambda _request: Charge(generation=True),
     f"/{GENERATION_SERVICE}/GenerateStream": lambda _request: Charge(generation=True),
+    # A Speak is one generation request; its speech is streamed text, counted as a running stream
+    # but not (yet) against characters_per_minute, like SynthesizeStream's (docs/security.md).
+    f"/{VOICE_SERVICE}/Speak": lambda _request: Charge(generation=True),
 }
 """What each call costs against its caller's rate quotas (voxgate.rpc.quotas); characters as billed."""
 
@@ -97,6 +104,7 @@ class App:
         self._speech: SpeechService | None = None
         self._stats = StatsService()
         self._generation: GenerationService | None = None
+        self._voice: VoiceService | None = None
         self._http: aiohttp.ClientSession | None = None
         self._health_updates: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -130,14 +138,15 @@ class App:
             settings.http_config(),
             [generation_telemetry.trace_config()] if self.telemetry.enabled else [],
         )
+        generation_client = GenerationClient(
+            self._http,
+            base_url=http_url,
+            api_key=endpoint.api_key,
+            workspace=settings.workspace or "",
+            retry_sent_timeouts=settings.http_retry_sent_timeouts,
+        )
         self._generation = GenerationService(
-            GenerationClient(
-                self._http,
-                base_url=http_url,
-                api_key=endpoint.api_key,
-                workspace=settings.workspace or "",
-                retry_sent_timeouts=settings.http_retry_sent_timeouts,
-            ),
+            generation_client,
             default_model=settings.generation_model,
             retry=RetryPolicy(max_attempts=settings.max_attempts),
             telemetry=generation_telemetry,
@@ -161,15 +170,30 @@ class App:
             max_in_flight=settings.salvage_max_in_flight,
             overload=self.overload,
         )
+        speech_defaults = Defaults(model=settings.default_model, voice=settings.default_voice)
         self._speech = SpeechService(
             self._pool,
-            Defaults(model=settings.default_model, voice=settings.default_voice),
+            speech_defaults,
             max_attempts=settings.max_attempts,
             telemetry=SpeechTelemetry(self.telemetry),
             overload=self.overload,
             write_stall_timeout_s=settings.write_stall_timeout_s,
             salvager=self._salvager,
             task_starts=TaskStartLimiter(settings.task_start_rate, settings.task_start_burst, self.overload),
+            stream_idle_timeout_s=settings.stream_idle_timeout_s,
+            stream_max_pieces=settings.stream_max_pieces,
+        )
+        self._voice = VoiceService(
+            generation_client,  # Speak's generation half: the same client, session and workspace
+            self._pool,
+            default_model=settings.generation_model,
+            speech_defaults=speech_defaults,
+            retry=RetryPolicy(max_attempts=settings.max_attempts),
+            speech_retry=self._speech.retry_policy,
+            generation_telemetry=generation_telemetry,
+            speech_telemetry=self._speech.telemetry,
+            telemetry=VoiceTelemetry(self.telemetry),
+            idle_timeout_s=settings.stream_idle_timeout_s,
         )
         self._speech.cutting = self._in_flight.cutting_current
         self._stats.overload = self.overload
@@ -181,7 +205,9 @@ class App:
             [RpcInterceptor(self.telemetry)] if self.telemetry.enabled else []
         )
         # Then the caller's key (a refused key costs no admission slot), then admission.
-        auth = self.edge.interceptor(metered_services=(SPEECH_SERVICE, GENERATION_SERVICE), pricing=PRICING)
+        auth = self.edge.interceptor(
+            metered_services=(SPEECH_SERVICE, GENERATION_SERVICE, VOICE_SERVICE), pricing=PRICING
+        )
         if auth is not None:
             interceptors.append(auth)
         self._stats.add_callers(self.edge.ledger.snapshot)
@@ -205,12 +231,14 @@ class App:
         generation_pb2_grpc.add_GenerationServiceServicer_to_server(
             track(self._generation, _service(GENERATION_SERVICE)), server
         )
+        voice_pb2_grpc.add_VoiceServiceServicer_to_server(track(self._voice, _service(VOICE_SERVICE)), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
                 SPEECH_SERVICE,
                 STATS_SERVICE,
                 GENERATION_SERVICE,
+                VOICE_SERVICE,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -221,7 +249,7 @@ class App:
             raise OSError(f"VOXGATE_LISTEN: cannot listen on {settings.listen}")
         if settings.health_listen is not None:
             await self._serve_health(settings.health_listen)
-        for service in ("", SPEECH_SERVICE):
+        for service in ("", SPEECH_SERVICE, VOICE_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         # Generation needs no warm-up: the session connects on demand and keeps connections alive.
         for service in (GENERATION_SERVICE, LIVENESS_SERVICE):
@@ -311,7 +339,7 @@ class App:
             task.add_done_callback(self._health_updates.discard)
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
-        for service in ("", SPEECH_SERVICE):
+        for service in ("", SPEECH_SERVICE, VOICE_SERVICE):  # Speak speaks through the pool too
             await self._health.set(service, status)
 
     async def stop(self) -> None:
@@ -326,6 +354,8 @@ class App:
             self._speech.draining = True
         if self._generation is not None:
             self._generation.draining = True
+        if self._voice is not None:
+            self._voice.draining = True
         if self._health_updates:
             await asyncio.gather(*self._health_updates, return_exceptions=True)
         if self._server is not None:

@@ -1,4 +1,4 @@
-"""``voxgate serve | synth | generate | stats | caller-key | dev-upstream``."""
+"""``voxgate serve | synth | speak | generate | stats | caller-key | dev-upstream``."""
 
 from __future__ import annotations
 
@@ -62,7 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve, command_parser=serve)
 
     synth = commands.add_parser("synth", help="synthesize text through a running voxgate into an audio file")
-    synth.add_argument("text")
+    synth.add_argument("text", nargs="?", help="the text (or --stdin)")
+    synth.add_argument(
+        "--stdin",
+        action="store_true",
+        help="speak standard input as it is written (SynthesizeStream), e.g. piped from a model",
+    )
     synth.add_argument(
         "-o", "--output", metavar="FILE", default="out.wav", help="audio file to write (default: out.wav)"
     )
@@ -86,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_connection(synth)
     synth.set_defaults(command_parser=synth, handler=_synth)
+
+    from voxgate.cli_stream import add_speak_parser
+
+    add_speak_parser(commands)
 
     generate = commands.add_parser("generate", help="generate text through a running voxgate")
     generate.add_argument("prompt", help="the user message")
@@ -301,6 +310,12 @@ def _describe_overload(overload: stats_pb2.OverloadStats) -> str:
 
 def _synth(args: argparse.Namespace) -> int:
 
+    if args.stdin == (args.text is not None):
+        args.command_parser.error("give the text or --stdin, not both")
+    if args.stdin:
+        from voxgate.cli_stream import synth_stdin
+
+        return synth_stdin(args)
     fmt = args.format or os.path.splitext(args.output)[1].lstrip(".").lower() or "wav"
     if fmt not in FORMATS:
         print(f"voxgate synth: cannot tell the format from {args.output!r}; pass --format", file=sys.stderr)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,6 +22,7 @@ import grpc
 
 from voxgate.generation.v1 import generation_pb2, generation_pb2_grpc
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
+from voxgate.voice.v1 import voice_pb2, voice_pb2_grpc
 
 WAV_HEADER_BYTES = 44
 TOKEN_ENV = "VOXGATE_TOKEN"
@@ -123,6 +124,7 @@ class Client:
         self.channel = (connection or Connection()).channel(target)
         self.speech = speech_pb2_grpc.SpeechServiceStub(self.channel)
         self.generation = generation_pb2_grpc.GenerationServiceStub(self.channel)
+        self.voice = voice_pb2_grpc.VoiceServiceStub(self.channel)
 
     async def __aenter__(self) -> Client:
         return self
@@ -145,6 +147,57 @@ class Client:
                 yield response.summary
             else:
                 yield response.audio
+        if not got_summary:
+            raise IncompleteStream("stream ended without a summary")
+
+    async def stream_text(
+        self,
+        config: speech_pb2.SynthesisConfig,
+        pieces: AsyncIterable[str],
+        *,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[bytes | speech_pb2.SynthesisSummary]:
+        """SynthesizeStream: send ``config``, then each piece as ``pieces`` yields it; yield each
+        audio chunk, then the summary. Raises ``grpc.aio.AioRpcError`` on failure."""
+
+        async def requests() -> AsyncIterator[speech_pb2.SynthesizeStreamRequest]:
+            yield speech_pb2.SynthesizeStreamRequest(config=config)
+            async for piece in pieces:
+                yield speech_pb2.SynthesizeStreamRequest(text=piece)
+
+        call = self.speech.SynthesizeStream(requests(), timeout=timeout_s)
+        got_summary = False
+        try:
+            async for response in call:
+                if response.WhichOneof("content") == "summary":
+                    got_summary = True
+                    yield response.summary
+                else:
+                    yield response.audio
+        finally:
+            call.cancel()  # no-op once the call ended; frees the stream if the caller stopped early
+        if not got_summary:
+            raise IncompleteStream("stream ended without a summary")
+
+    async def speak(
+        self, request: voice_pb2.SpeakRequest, *, timeout_s: float | None = None
+    ) -> AsyncIterator[str | bytes | voice_pb2.SpeakSummary]:
+        """Speak: yield each text delta (str) and audio chunk (bytes) as they come, then the
+        summary. Raises ``grpc.aio.AioRpcError`` on failure."""
+        call = self.voice.Speak(request, timeout=timeout_s)
+        got_summary = False
+        try:
+            async for response in call:
+                kind = response.WhichOneof("kind")
+                if kind == "summary":
+                    got_summary = True
+                    yield response.summary
+                elif kind == "text":
+                    yield response.text
+                else:
+                    yield response.audio
+        finally:
+            call.cancel()
         if not got_summary:
             raise IncompleteStream("stream ended without a summary")
 
@@ -175,20 +228,7 @@ class Client:
         self, request: speech_pb2.SynthesizeRequest, sink: BinaryIO, *, timeout_s: float | None = None
     ) -> SynthesisResult:
         """Write the audio to ``sink`` as it arrives and return the summary with client timings."""
-        started = time.perf_counter()
-        first_packet_ms = 0.0
-        audio_bytes = 0
-        summary: speech_pb2.SynthesisSummary | None = None
-        async for item in self.stream(request, timeout_s=timeout_s):
-            if isinstance(item, bytes):
-                if not audio_bytes:
-                    first_packet_ms = (time.perf_counter() - started) * 1000
-                audio_bytes += len(item)
-                sink.write(item)
-            else:
-                summary = item
-        assert summary is not None  # stream() raises otherwise
-        return SynthesisResult(summary, audio_bytes, first_packet_ms, (time.perf_counter() - started) * 1000)
+        return await _to_sink(self.stream(request, timeout_s=timeout_s), sink)
 
     async def synthesize_to_file(
         self, request: speech_pb2.SynthesizeRequest, path: str | Path, *, timeout_s: float | None = None
@@ -197,19 +237,55 @@ class Client:
 
         If the call fails, ``path`` is removed: a short clip never stays behind looking whole.
         """
-        try:
-            # Small sequential writes to a local file, in the CLI's own loop: not worth a thread.
-            with open(path, "wb") as sink:  # noqa: ASYNC230
-                result = await self.synthesize(request, sink, timeout_s=timeout_s)
-                if (
-                    result.summary.format == speech_pb2.AUDIO_FORMAT_WAV
-                    and result.audio_bytes >= WAV_HEADER_BYTES
-                ):
-                    patch_wav_sizes(sink, result.audio_bytes)
-        except BaseException:
-            Path(path).unlink(missing_ok=True)  # noqa: ASYNC240  # one local unlink, on failure
-            raise
-        return result
+        return await _to_file(self.stream(request, timeout_s=timeout_s), path)
+
+    async def stream_text_to_file(
+        self,
+        config: speech_pb2.SynthesisConfig,
+        pieces: AsyncIterable[str],
+        path: str | Path,
+        *,
+        timeout_s: float | None = None,
+    ) -> SynthesisResult:
+        """SynthesizeStream into ``path``, as :meth:`synthesize_to_file` does for Synthesize."""
+        return await _to_file(self.stream_text(config, pieces, timeout_s=timeout_s), path)
+
+
+async def _to_sink(
+    items: AsyncIterator[bytes | speech_pb2.SynthesisSummary], sink: BinaryIO
+) -> SynthesisResult:
+    started = time.perf_counter()
+    first_packet_ms = 0.0
+    audio_bytes = 0
+    summary: speech_pb2.SynthesisSummary | None = None
+    async for item in items:
+        if isinstance(item, bytes):
+            if not audio_bytes:
+                first_packet_ms = (time.perf_counter() - started) * 1000
+            audio_bytes += len(item)
+            sink.write(item)
+        else:
+            summary = item
+    assert summary is not None  # stream() and stream_text() raise otherwise
+    return SynthesisResult(summary, audio_bytes, first_packet_ms, (time.perf_counter() - started) * 1000)
+
+
+async def _to_file(
+    items: AsyncIterator[bytes | speech_pb2.SynthesisSummary], path: str | Path
+) -> SynthesisResult:
+    try:
+        # Small sequential writes to a local file, in the CLI's own loop: not worth a thread.
+        with open(path, "wb") as sink:  # noqa: ASYNC230
+            result = await _to_sink(items, sink)
+            if (
+                result.summary.format == speech_pb2.AUDIO_FORMAT_WAV
+                and result.audio_bytes >= WAV_HEADER_BYTES
+            ):
+                patch_wav_sizes(sink, result.audio_bytes)
+    except BaseException:
+        Path(path).unlink(missing_ok=True)  # noqa: ASYNC240  # one local unlink, on failure
+        raise
+    return result
 
 
 def patch_wav_sizes(sink: BinaryIO, total_bytes: int) -> None:

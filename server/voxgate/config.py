@@ -251,6 +251,23 @@ class Settings:
         env="VOXGATE_FRAME_TIMEOUT_S",
         metavar=SECONDS,
     )
+    stream_idle_timeout_s: float = setting(
+        20.0,
+        number,
+        "SynthesizeStream: end a stream that sent no text piece for this long (the upstream fails a"
+        " task after 23 s without text)",
+        check=above(0),
+        env="VOXGATE_STREAM_IDLE_TIMEOUT_S",
+        metavar=SECONDS,
+    )
+    stream_max_pieces: int = setting(
+        10000,
+        integer,
+        "SynthesizeStream: most text pieces one stream may send",
+        check=at_least(1),
+        env="VOXGATE_STREAM_MAX_PIECES",
+        metavar="N",
+    )
     round_trip_floor_s: float = setting(
         0.5,
         number,

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from voxgate.speech.protocol import ERROR_INVALID_VOICE, FORMATS, SAMPLE_RATES
+from voxgate.speech.protocol import ERROR_INVALID_VOICE, FORMATS, OPUS_SAMPLE_RATES, SAMPLE_RATES
 
 from .espeak import Voice
 from .text import espeak_language, is_ssml
@@ -21,7 +21,6 @@ ERROR_MISSING_INPUT = "Missing required parameter 'payload.input'! Please follow
 ERROR_MISSING_MODEL = "Missing required parameter 'payload.model'! Please follow the protocol!"
 ERROR_UNKNOWN_VOICE = "[tts:]Engine return error code: 418"
 ERROR_UNKNOWN_MODEL = "Model not exist."  # [GUESS] DashScope's usual text for an unknown model
-ERROR_OPUS = "format opus is not supported by the local upstream"
 
 DEFAULT_FORMAT = "mp3"
 DEFAULT_SAMPLE_RATE = 22050
@@ -133,10 +132,9 @@ def _format_and_rate(parameters: Mapping[str, Any]) -> tuple[str, int]:
             sample_rate = DEFAULT_SAMPLE_RATE
     if not isinstance(audio_format, str) or audio_format not in FORMATS:
         raise _invalid(f"format {audio_format!r} is invalid, expected one of {', '.join(FORMATS)}")  # [GUESS]
-    if audio_format == "opus":
-        raise _invalid(ERROR_OPUS)
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate not in SAMPLE_RATES:
-        rates = ", ".join(str(r) for r in SAMPLE_RATES)
+    rates_allowed = OPUS_SAMPLE_RATES if audio_format == "opus" else SAMPLE_RATES
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate not in rates_allowed:
+        rates = ", ".join(str(r) for r in rates_allowed)
         raise _invalid(f"sample_rate {sample_rate!r} is invalid, expected one of {rates}")  # [GUESS]
     return audio_format, sample_rate
 

@@ -411,6 +411,8 @@ class _Session:
             while (sentence := await task.queue.get()) is not None:
                 if not task.cancelled.is_set():
                     await self._speak(task, sentence)
+            # The stream's end (Ogg/Opus: its last page), with the last sentence's audio.
+            await self._send_audio(task, max(task.next_index - 1, 0), task.encoder.finish())
             # Mark the connection free BEFORE task-finished goes out: the client may send
             # its next run-task the moment it reads task-finished (pool reuse,
             # docs/protocol.md#connection-reuse).

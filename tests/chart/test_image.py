@@ -17,7 +17,7 @@ from helm_chart import chart_values, render
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_TOOLS = re.compile(r"\b(build-essential|gcc|g\+\+|clang|make|cmake|cargo|rustc|golang)\b")
 # The embedded upstream's audio stack: only in the demo target.
-DEMO_ONLY = {"numpy", "lameenc", "espeakng-loader"}
+DEMO_ONLY = {"numpy", "lameenc", "espeakng-loader", "soundfile"}
 TARGETS = ("production", "demo")
 
 Stage = tuple[str, list[tuple[str, str]]]  # (name, [(INSTRUCTION, arguments)])

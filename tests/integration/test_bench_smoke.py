@@ -70,3 +70,31 @@ def test_every_variant_completes_and_the_report_fills_the_docs(tmp_path: Path) -
     assert page.startswith("intro\n") and page.endswith("end\n") and "old" not in page
     assert "**2 concurrent streams**" in page and "| vendor SDK pool | 4 |" in page
     assert "| (a) vs (b) saves at least the connect cost (100 ms) at p50 |" in page
+
+
+def test_the_voice_suite_runs_every_variant_without_errors() -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "voice",
+            "--concurrency",
+            "1",
+            "--requests",
+            "2",
+            "--policies",
+            "--policy-rounds",
+            "2",
+        ],
+        env=child_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    row = next(line for line in run.stdout.splitlines() if line.lstrip().startswith("1 "))
+    assert row.rstrip().endswith("| 0"), row  # no errors
+    for policy in ("delta", "clause", "sentence"):
+        assert any(line.strip().startswith(policy) for line in run.stdout.splitlines()), policy

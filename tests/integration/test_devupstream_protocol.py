@@ -429,8 +429,8 @@ async def test_run_task_while_active_can_preempt(start_upstream: StartUpstream, 
         ({"model": None}, "Missing required parameter 'payload.model'! Please follow the protocol!"),
         ({"parameters": {"voice": "nobody"}}, "[tts:]Engine return error code: 418"),
         (
-            {"parameters": {"voice": VOICE, "format": "opus"}},
-            "format opus is not supported by the local upstream",
+            {"parameters": {"voice": VOICE, "format": "opus", "sample_rate": 22050}},
+            "sample_rate 22050 is invalid, expected one of 8000, 16000, 24000, 48000",
         ),
     ],
 )

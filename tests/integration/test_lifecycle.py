@@ -27,18 +27,16 @@ async def test_not_serving_until_the_pool_is_warm(upstream: DevUpstream) -> None
     settings = gateway_settings(upstream, VOXGATE_POOL_MAX_SIZE=2)
     async with running_gateway(settings, wait_ready=False) as app:
         assert await health_status(app.address) == health_pb2.HealthCheckResponse.NOT_SERVING
-        assert await health_status(app.address, "voxgate.speech.v1.SpeechService") == (
-            health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        for service in ("voxgate.speech.v1.SpeechService", "voxgate.voice.v1.VoiceService"):
+            assert await health_status(app.address, service) == health_pb2.HealthCheckResponse.NOT_SERVING
         assert not app.pool.ready
 
 
 async def test_serving_once_warm(gateway: App) -> None:
     assert gateway.pool.ready
     assert await health_status(gateway.address) == health_pb2.HealthCheckResponse.SERVING
-    assert await health_status(gateway.address, "voxgate.speech.v1.SpeechService") == (
-        health_pb2.HealthCheckResponse.SERVING
-    )
+    for service in ("voxgate.speech.v1.SpeechService", "voxgate.voice.v1.VoiceService"):
+        assert await health_status(gateway.address, service) == health_pb2.HealthCheckResponse.SERVING
 
 
 async def test_reflection_lists_the_services(gateway: App) -> None:
@@ -50,7 +48,11 @@ async def test_reflection_lists_the_services(gateway: App) -> None:
         await call.done_writing()
     assert isinstance(reply, reflection_pb2.ServerReflectionResponse)
     names = {service.name for service in reply.list_services_response.service}
-    assert {"voxgate.speech.v1.SpeechService", "grpc.health.v1.Health"} <= names
+    assert {
+        "voxgate.speech.v1.SpeechService",
+        "voxgate.voice.v1.VoiceService",
+        "grpc.health.v1.Health",
+    } <= names
 
 
 async def test_stop_drains_in_flight_streams_and_refuses_new_ones(upstream: DevUpstream) -> None:

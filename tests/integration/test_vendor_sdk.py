@@ -20,6 +20,7 @@ import websocket
 from dashscope.audio.tts_v2 import AudioFormat, ResultCallback, SpeechSynthesizer, SpeechSynthesizerObjectPool
 from dashscope.common.error import RequestFailure
 
+from audio_checks import read_ogg_opus
 from voxgate.speech.protocol import ERROR_INVALID_ACTION_RUN_TASK, ERROR_RATE_LIMITED
 from voxgate_dev import DevUpstream, Faults, UpstreamOptions
 
@@ -125,6 +126,14 @@ async def test_call_returns_mp3() -> None:
     assert audio[0] == 0xFF and audio[1] & 0xE0 == 0xE0, "starts with an MPEG frame sync"
     # 128 kbps (our fixed rate) for a few seconds of speech.
     assert 2.0 < len(audio) * 8 / 128_000 < 10.0
+
+
+async def test_call_returns_ogg_opus() -> None:
+    speaker = synthesizer(AudioFormat.OGG_OPUS_16KHZ_MONO_32KBPS)
+    audio = await asyncio.to_thread(speaker.call, TEXT, TIMEOUT_MS)
+    ogg = read_ogg_opus(audio)
+    assert ogg.sample_rate == 16000
+    assert 2.0 < ogg.seconds < 10.0
 
 
 async def test_default_format_is_mp3() -> None:

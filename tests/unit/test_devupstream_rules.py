@@ -60,6 +60,11 @@ def test_defaults_are_mp3_22050() -> None:
     assert (spec.audio_format, spec.sample_rate) == ("mp3", 22050)
 
 
+def test_opus_is_accepted_at_its_own_rates() -> None:
+    spec = parse_run_task(run_task(format="opus", sample_rate=48000, bit_rate=64))
+    assert (spec.audio_format, spec.sample_rate) == ("opus", 48000)
+
+
 def test_sdk_parameters_are_read() -> None:
     spec = parse_run_task(
         run_task(format="wav", sample_rate=16000, volume=80, rate=1.2, pitch=0.9, language_hints=["en"])
@@ -88,7 +93,7 @@ def test_female_voices_get_a_female_espeak_variant() -> None:
         ({"model": "qwen-plus", "input": {}, "parameters": {"voice": "longanyang"}}, "Model not exist."),
         (run_task(voice=""), "Request voice is invalid!"),
         (run_task(voice="someone"), "[tts:]Engine return error code: 418"),
-        (run_task(format="opus"), "format opus is not supported by the local upstream"),
+        (run_task(format="opus"), "sample_rate 22050 is invalid, expected one of 8000, 16000, 24000, 48000"),
         (run_task(format="flac"), "format 'flac'"),
         (run_task(sample_rate=11025), "sample_rate 11025"),
         (run_task(volume=101), "volume"),

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-AUDIO_STACK = ("numpy", "espeakng_loader", "lameenc", "voxgate_dev")
+AUDIO_STACK = ("numpy", "espeakng_loader", "lameenc", "soundfile", "voxgate_dev")
 
 
 def test_importing_the_app_loads_no_embedded_upstream() -> None:

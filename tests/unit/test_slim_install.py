@@ -9,7 +9,7 @@ import sys
 
 # The demo extra's modules; None in sys.modules makes their import raise ImportError, as in a venv
 # where they were never installed.
-DEMO_EXTRA = ("numpy", "lameenc", "espeakng_loader")
+DEMO_EXTRA = ("numpy", "lameenc", "espeakng_loader", "soundfile")
 
 
 def _voxgate(*args: str) -> subprocess.CompletedProcess[str]:

@@ -43,6 +43,13 @@ const USAGES = {
     ' [--server HOST:PORT] [--timeout SECONDS] [--json]' +
     CONNECTION_USAGE,
 };
+// Streaming text in (not in the conformance table: Python's `voxgate synth --stdin` is one flag).
+USAGES['synth-stdin'] =
+  `usage: ${PROG} synth-stdin [-o OUTPUT] [--server SERVER] [--format {mp3,opus,pcm,wav}] [--sample-rate HZ]` +
+  ' [--voice VOICE] [--model MODEL] [--timeout SECONDS]';
+USAGES.speak =
+  `usage: ${PROG} speak PROMPT [-o OUTPUT] [--server SERVER] [--format {mp3,opus,pcm,wav}] [--sample-rate HZ]` +
+  ' [--voice VOICE] [--model MODEL] [--timeout SECONDS]';
 const USAGE = `${USAGES.synth}\n${USAGES.generate.replace('usage:', '      ')}`;
 
 /** Bad command-line input: exit status 2, the command's usage first (as argparse does). */
@@ -285,6 +292,95 @@ function toolCallLines(response) {
   return response.toolCalls.map((call) => `\ntool call: ${call.name}(${call.arguments}) id ${call.id}`).join('');
 }
 
+const AUDIO_OPTIONS = {
+  output: { type: 'string', short: 'o', default: 'out.wav' },
+  format: { type: 'string' },
+  'sample-rate': { type: 'string' },
+  voice: { type: 'string', default: '' },
+};
+
+function speechConfig(values, model) {
+  const formatName = values.format ?? (path.extname(values.output).slice(1).toLowerCase() || 'wav');
+  if (!(formatName in FORMATS)) throw new UsageError(`cannot tell the format from ${pythonRepr(values.output)}; pass --format`);
+  const sampleRate = numberOption(values, 'sample-rate', 'int') ?? 0;
+  return { formatName, config: { model, voice: values.voice, format: FORMATS[formatName], sampleRate } };
+}
+
+/** Write `{ audio }` items to `filePath` as they come (WAV sizes patched at the end); other items go to `onItem`. */
+async function audioToFile(items, filePath, format, onItem) {
+  const fs = require('node:fs');
+  const file = await fs.promises.open(filePath, 'w');
+  let audioBytes = 0;
+  try {
+    for await (const item of items) {
+      if (item.audio === undefined) {
+        onItem(item);
+        continue;
+      }
+      await file.write(item.audio);
+      audioBytes += item.audio.length;
+    }
+    if (format === 'AUDIO_FORMAT_WAV' && audioBytes >= 44) {
+      const size = Buffer.alloc(4);
+      size.writeUInt32LE(audioBytes - 8);
+      await file.write(size, 0, 4, 4);
+      size.writeUInt32LE(audioBytes - 44);
+      await file.write(size, 0, 4, 40);
+    }
+  } catch (error) {
+    await file.close();
+    await fs.promises.rm(filePath, { force: true }); // a short clip never stays behind looking whole
+    throw error;
+  }
+  await file.close();
+  return audioBytes;
+}
+
+async function synthStdin(argv, out) {
+  // No text argument: standard input is the text ('-' stands in for it in the parser).
+  const parsed = parse(['-', ...argv], AUDIO_OPTIONS, { what: 'text', timeoutS: 60 });
+  if (parsed.help) return out(USAGES['synth-stdin']);
+  const { values, timeoutMs } = parsed;
+  const { formatName, config } = speechConfig(values, values.model);
+  process.stdin.setEncoding('utf8'); // each chunk read is one piece, as the writer flushed it
+  const client = connect(values, values.server);
+  try {
+    let summary = null;
+    const items = client.synthesizeTextStream(config, process.stdin, { timeoutMs });
+    const audioBytes = await audioToFile(items, values.output, config.format, (item) => (summary = item.summary));
+    return out(
+      `wrote ${values.output}: ${audioBytes} bytes ${formatName} at ${summary.sampleRate} Hz\n` +
+        `${summary.textPieces} pieces of text; first audio ${summary.textToFirstAudioMs.toFixed(1)} ms after the first piece`,
+    );
+  } finally {
+    client.close();
+  }
+}
+
+async function speak(argv, out) {
+  const parsed = parse(argv, AUDIO_OPTIONS, { what: 'prompt', timeoutS: 120 });
+  if (parsed.help) return out(USAGES.speak);
+  const { values, text, timeoutMs } = parsed;
+  const { formatName, config } = speechConfig(values, '');
+  const request = { model: values.model, messages: [{ role: 'user', content: text }], speech: config };
+  const client = connect(values, values.server);
+  try {
+    let summary = null;
+    const items = client.speak(request, { timeoutMs });
+    const audioBytes = await audioToFile(items, values.output, config.format, (item) => {
+      if (item.text !== undefined) process.stdout.write(item.text);
+      else summary = item.summary;
+    });
+    return out(
+      `\nwrote ${values.output}: ${audioBytes} bytes ${formatName} at ${summary.sampleRate} Hz\n` +
+        `first token ${summary.timeToFirstTokenMs.toFixed(1)} ms, first audio ${summary.timeToFirstAudioMs.toFixed(1)} ms` +
+        ` in voxgate; finish ${summary.finishReason}; ${summary.characters} characters spoken`,
+    );
+  } finally {
+    client.close();
+  }
+}
+
 function finishLine(response) {
   const u = response.usage;
   const reasoning = u.reasoningTokens ? ` (${u.reasoningTokens} reasoning)` : '';
@@ -299,7 +395,7 @@ function origin(response) {
 }
 
 async function main(argv) {
-  const commands = { synth, generate };
+  const commands = { synth, generate, 'synth-stdin': synthStdin, speak };
   const out = (text) => {
     console.log(text);
     return 0;

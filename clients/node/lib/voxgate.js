@@ -7,6 +7,7 @@
  *   const client = new VoxgateClient('127.0.0.1:50051');
  *   const result = await client.synthesizeToFile({ text: 'Hello' }, 'hello.wav');
  *   console.log(result.summary.firstPacketDelayMs);
+ *   for await (const item of client.speak({ messages: [{ role: 'user', content: 'Hi' }] })) { ... }
  *   client.close();
  *
  * A voxgate with TLS or caller keys (docs/security.md):
@@ -26,7 +27,11 @@ const protoLoader = require('@grpc/proto-loader');
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 const DEFAULT_PROTOS_DIR = path.join(REPO_ROOT, 'protos');
 const DEFAULT_SERVICE_CONFIG = path.join(REPO_ROOT, 'clients', 'service_config.json');
-const PROTO_FILES = ['voxgate/speech/v1/speech.proto', 'voxgate/generation/v1/generation.proto'];
+const PROTO_FILES = [
+  'voxgate/speech/v1/speech.proto',
+  'voxgate/generation/v1/generation.proto',
+  'voxgate/voice/v1/voice.proto',
+];
 const DEFAULT_TIMEOUT_MS = 60_000;
 const WAV_HEADER_BYTES = 44;
 
@@ -53,6 +58,7 @@ function loadServices(protosDir) {
   return {
     SpeechService: root.voxgate.speech.v1.SpeechService,
     GenerationService: root.voxgate.generation.v1.GenerationService,
+    VoiceService: root.voxgate.voice.v1.VoiceService,
   };
 }
 
@@ -115,6 +121,7 @@ class VoxgateClient {
       channelOverride: this.speech.getChannel(),
       interceptors,
     });
+    this.voice = new services.VoiceService(target, credentials, { channelOverride: this.speech.getChannel() });
   }
 
   close() {
@@ -175,6 +182,56 @@ class VoxgateClient {
       await file.close();
       if (!done) await fs.promises.rm(filePath, { force: true });
     }
+  }
+
+  /**
+   * SynthesizeStream: send `config` (a SynthesisConfig), then each string `pieces` (any async
+   * iterable, e.g. a model's tokens) yields, as it comes; closing ends the text. Yields
+   * `{ audio: Buffer }` while the text is still arriving, then `{ summary }` once.
+   */
+  async *synthesizeTextStream(config, pieces, { timeoutMs } = {}) {
+    const call = this.speech.SynthesizeStream(deadline(timeoutMs));
+    const writing = (async () => {
+      call.write({ config });
+      for await (const text of pieces) {
+        if (!call.write({ text })) await new Promise((resolve) => call.once('drain', resolve));
+      }
+      call.end();
+    })();
+    writing.catch(() => call.cancel()); // a failing source ends the call; its error surfaces below
+    let gotSummary = false;
+    try {
+      for await (const response of call) {
+        if (response.content === 'summary') {
+          gotSummary = true;
+          yield { summary: response.summary };
+        } else {
+          yield { audio: response.audio };
+        }
+      }
+      await writing;
+    } finally {
+      call.cancel();
+    }
+    if (!gotSummary) throw new IncompleteStreamError('stream ended without a summary');
+  }
+
+  /**
+   * Speak: yield `{ text }` for each delta of the model's answer and `{ audio: Buffer }` for each
+   * chunk of its speech, interleaved as they come, then `{ summary }` once.
+   */
+  async *speak(request, { timeoutMs } = {}) {
+    const call = this.voice.Speak(request, deadline(timeoutMs));
+    let gotSummary = false;
+    try {
+      for await (const response of call) {
+        if (response.kind === 'summary') gotSummary = true;
+        yield { [response.kind]: response[response.kind] };
+      }
+    } finally {
+      call.cancel();
+    }
+    if (!gotSummary) throw new IncompleteStreamError('stream ended without a summary');
   }
 
   /**

@@ -48,15 +48,18 @@ class ChatSpan:
         model: str,
         capture: ContentCapture | None = None,
     ) -> None:
-        self._started = time.perf_counter()
         self._capture = capture if tracer is not None else None
         if tracer is None:
+            self._started = time.perf_counter()
             self._span: trace.Span = trace.INVALID_SPAN
             self._use = None
             return
         self._span = tracer.start_span(
             f"{OPERATION} {model}", kind=trace.SpanKind.CLIENT, attributes=attributes
         )
+        # After start_span, not before: an exporter thread holding the GIL inside it would otherwise
+        # count towards the time to the first chunk, which then outlasts the span itself.
+        self._started = time.perf_counter()
         self._use = trace.use_span(self._span, end_on_exit=True, record_exception=False)
 
     async def __aenter__(self) -> ChatSpan:

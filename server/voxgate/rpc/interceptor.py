@@ -56,7 +56,8 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
     """Install with ``grpc.aio.server(interceptors=[RpcInterceptor(telemetry)])``.
 
     Only methods under ``prefix`` are observed (health checks and reflection are not
-    worth a span each); client-streaming methods pass through untouched (voxgate has none).
+    worth a span each); client-streaming methods pass through untouched (voxgate has none;
+    bidirectional ones are observed like server-streaming ones).
     """
 
     def __init__(self, telemetry: Telemetry, *, prefix: str = "/voxgate.") -> None:
@@ -76,10 +77,18 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method  # "/package.Service/Method"
-        if handler is None or handler.request_streaming or not method.startswith(self._prefix):
+        if handler is None or not method.startswith(self._prefix):
             return handler
         service, _, name = method[1:].partition("/")
         rpc = _Rpc(service, name)
+        if handler.request_streaming:
+            if not handler.response_streaming or handler.stream_stream is None:
+                return handler  # client streaming: voxgate has none
+            return grpc.stream_stream_rpc_method_handler(  # SynthesizeStream
+                self._wrap_stream(rpc, handler.stream_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         if handler.response_streaming and handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(rpc, handler.unary_stream),

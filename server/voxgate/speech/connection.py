@@ -21,7 +21,7 @@ import contextlib
 import logging
 import platform
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,6 +30,7 @@ from websockets.protocol import State
 
 from voxgate import __version__, tcp
 from voxgate.speech.protocol import ProtocolError, SynthesisTask, TaskFinished, TaskStarted, TaskState
+from voxgate.speech.text_input import TextReader
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,56 @@ class Synthesizer:
         finally:
             self._busy = False
 
+    async def run_stream(self, task: SynthesisTask, text: TextReader) -> AsyncGenerator[bytes, None]:
+        """Like :meth:`run`, but the text arrives in pieces: each batch ``text`` hands out goes
+        upstream as its own continue-task while audio flows back; its end sends finish-task.
+
+        Also raises what ``text.next_batch()`` raises (the caller's input was rejected).
+        """
+        if self._busy:
+            raise ProtocolError("a task is already running on this connection")
+        self._busy = True
+        try:
+            await self._send(task.run_task())
+            await self._await_started(task)
+            with _SilenceWatchdog(
+                self._endpoint.frame_timeout_s, self.patience_s, self._answers_ping
+            ) as watchdog:
+                sender = asyncio.create_task(self._send_pieces(task, text, watchdog), name="voxgate-text-in")
+                try:
+                    while True:
+                        frame = await watchdog.guard(self._recv())
+                        if isinstance(frame, bytes):
+                            yield task.receive_audio(frame).data
+                        elif isinstance(task.receive_text(frame), TaskFinished):
+                            return
+                finally:
+                    sender.cancel()
+        except Unanswered:
+            self.unresponsive = True
+            raise
+        finally:
+            self._busy = False
+            if task.state is not TaskState.FINISHED:
+                self._broken = True
+
+    async def _send_pieces(self, task: SynthesisTask, text: TextReader, watchdog: _SilenceWatchdog) -> None:
+        """Forward text as it comes, then finish-task; any failure interrupts the receive loop."""
+        try:
+            while (batch := await text.next_batch()) is not None:
+                await self._send(task.continue_task(batch))
+                # The upstream may stay silent until a sentence is complete: waiting for the
+                # caller's text is not upstream silence.
+                watchdog.restart()
+            await self._send(task.finish_task())
+            watchdog.restart()
+        except ConnectionLost:
+            # The receive loop meets the same close, after any frame sent before it (a
+            # task-failed says more than the close does).
+            return
+        except Exception as exc:  # handed to the receive loop, which raises it
+            watchdog.interrupt(exc)
+
     async def _await_started(self, task: SynthesisTask) -> None:
         loop = asyncio.get_running_loop()
         full_s, patience_s = self._endpoint.task_start_timeout_s, self.patience_s
@@ -331,7 +382,8 @@ class _SilenceWatchdog:
     voxgate's CPU per stream (docs/benchmarks.md). Here a frame costs two clock reads;
     one timer wakes at most twice per silence and re-arms itself from the latest
     activity. Time spent outside :meth:`guard` (the caller writing audio to a slow
-    gRPC reader) never counts as upstream silence.
+    gRPC reader) never counts as upstream silence. :meth:`interrupt` ends the loop with
+    another task's exception (the text sender of a stream) the same way.
     """
 
     def __init__(self, limit_s: float, patience_s: float, probe: Callable[[float], Awaitable[bool]]) -> None:
@@ -343,7 +395,8 @@ class _SilenceWatchdog:
         self._waiting_since: float | None = None
         self._probed_since: float | None = None
         self._probing: asyncio.Task[None] | None = None
-        self._expired: ConnectionLost | None = None
+        self._expired: Exception | None = None
+        self._interrupted: Exception | None = None
         self._timer = self._loop.call_at(self._loop.time() + min(limit_s, patience_s), self._check)
 
     def __enter__(self) -> _SilenceWatchdog:
@@ -355,7 +408,12 @@ class _SilenceWatchdog:
             self._probing.cancel()
 
     async def guard(self, receive: Awaitable[str | bytes]) -> str | bytes:
-        """Await ``receive``; raise :class:`ConnectionLost` if the silence limit passes first."""
+        """Await ``receive``; raise :class:`ConnectionLost` if the silence limit passes first,
+        or the exception given to :meth:`interrupt`."""
+        if self._interrupted is not None:
+            if isinstance(receive, Coroutine):
+                receive.close()
+            raise self._interrupted
         self._waiting_since = self._loop.time()
         try:
             return await receive
@@ -367,7 +425,19 @@ class _SilenceWatchdog:
         finally:
             self._waiting_since = None
 
-    def _expire(self, error: ConnectionLost) -> None:
+    def restart(self) -> None:
+        """Count the upstream's silence from now (we just sent it something to answer)."""
+        if self._waiting_since is not None:
+            self._waiting_since = self._loop.time()
+
+    def interrupt(self, exc: Exception) -> None:
+        """End the receive loop with ``exc``: at once if it is waiting, else at its next frame."""
+        if self._interrupted is None:
+            self._interrupted = exc
+            if self._waiting_since is not None:
+                self._expire(exc)
+
+    def _expire(self, error: Exception) -> None:
         if self._expired is None and self._task is not None:
             self._expired = error
             self._task.cancel()

@@ -11,30 +11,42 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
 from voxgate.pool import Lease, Pool, PoolTimeout
 from voxgate.rpc.admission import REFUSED_POOL_BUSY, REFUSED_TASK_START_RATE, Overload
-from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, Failure
+from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, Failure, classifier
 from voxgate.rpc.retry import GaveUp, RetryPolicy, deadline_of, run_with_retries
 from voxgate.rpc.shutdown import SHUTTING_DOWN_NOW
 from voxgate.rpc.stall import WriteGuard, WriteStalled
 from voxgate.speech.connection import Synthesizer
-from voxgate.speech.errors import classify_speech
+from voxgate.speech.errors import classify_speech, speech_failure
 from voxgate.speech.protocol import SynthesisParams, SynthesisTask
 from voxgate.speech.ratelimit import RateLimited, TaskStartLimiter
 from voxgate.speech.salvage import Salvager
 from voxgate.speech.telemetry import SpeechTelemetry
+from voxgate.speech.text_input import InputRejected, TextInput, input_failure
 from voxgate.speech.v1 import speech_pb2, speech_pb2_grpc
-from voxgate.speech.validation import WIRE_TO_FORMAT, Defaults, InvalidRequest, synthesis_params
+from voxgate.speech.validation import (
+    WIRE_TO_FORMAT,
+    Defaults,
+    InvalidRequest,
+    stream_params,
+    synthesis_params,
+)
 
 log = logging.getLogger(__name__)
 
-Context = grpc.aio.ServicerContext[speech_pb2.SynthesizeRequest, speech_pb2.SynthesizeResponse]
+Context = grpc.aio.ServicerContext[Any, speech_pb2.SynthesizeResponse]
+"""Synthesize's and SynthesizeStream's: both answer with SynthesizeResponse."""
+StreamContext = grpc.aio.ServicerContext[speech_pb2.SynthesizeStreamRequest, speech_pb2.SynthesizeResponse]
+
+classify_stream = classifier(input_failure, speech_failure)
+"""SynthesizeStream's classifier: the caller's input first, then the synthesis path."""
 
 RETRY_BACKOFF_INITIAL_S = 0.05
 """Shorter than generation's: a fresh pooled connection is usually one borrow away."""
@@ -73,6 +85,8 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         write_stall_timeout_s: float = 0.0,
         salvager: Salvager | None = None,
         task_starts: TaskStartLimiter | None = None,
+        stream_idle_timeout_s: float = 20.0,
+        stream_max_pieces: int = 10_000,
     ) -> None:
         self._pool = pool
         self._overload = overload if overload is not None else Overload()
@@ -84,6 +98,10 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             max_attempts, initial_backoff_s=RETRY_BACKOFF_INITIAL_S, max_backoff_s=RETRY_BACKOFF_MAX_S
         )
         self._telemetry = telemetry
+        self.retry_policy = self._retry
+        self.telemetry = telemetry
+        self._stream_idle_timeout_s = stream_idle_timeout_s
+        self._stream_max_pieces = stream_max_pieces
         self.draining = False
         self.cutting: Callable[[], bool] = lambda: False
         """True in a call that the end of a drain is cutting (voxgate.rpc.shutdown.InFlight)."""
@@ -138,10 +156,70 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             except WriteStalled as exc:
                 await self._fail(context, classify_speech(exc), progress)
 
+    async def SynthesizeStream(  # type: ignore[override]  # writes with context.write, as Synthesize
+        self,
+        request_iterator: AsyncIterator[speech_pb2.SynthesizeStreamRequest],
+        context: StreamContext,
+    ) -> None:
+        progress = _Progress(rpc_started=time.perf_counter())
+        if self.draining:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another instance"
+            )
+        text = TextInput(
+            idle_timeout_s=self._stream_idle_timeout_s,
+            max_pieces=self._stream_max_pieces,
+            idle_hint="VOXGATE_STREAM_IDLE_TIMEOUT_S",
+        )
+        first = await _first_message(request_iterator, self._stream_idle_timeout_s)
+        if isinstance(first, InputRejected):
+            await context.abort(first.failure.code, first.failure.message)
+        try:
+            params = stream_params(first.config, self._defaults)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        reader = asyncio.create_task(_read_pieces(request_iterator, text), name="voxgate-stream-reader")
+        with WriteGuard(self._write_stall_timeout_s) as guard:
+            try:
+                summary = await run_with_retries(
+                    lambda attempt: self._attempt(params, text, context, guard, progress, attempt),
+                    policy=self._retry,
+                    classify=classify_stream,
+                    # All text received is kept and replayed, so only audio counts as sent.
+                    sent_anything=lambda: progress.audio_bytes > 0,
+                    output="audio",
+                    deadline=deadline_of(context),
+                )
+            except GaveUp as gave_up:
+                self._done(params, progress, text)
+                self._count_overload(gave_up)
+                await self._fail(context, gave_up.failure, progress)
+            except asyncio.CancelledError:
+                if not self.cutting():
+                    raise  # the caller went away: nobody to answer
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                self._done(params, progress, text)
+                await self._fail(
+                    context, Failure(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN_NOW, retryable=True), progress
+                )
+            finally:
+                reader.cancel()
+            self._done(params, progress, text)
+            summary.text_pieces = text.received
+            if text.first_piece_at is not None and progress.first_packet_at is not None:
+                summary.text_to_first_audio_ms = (progress.first_packet_at - text.first_piece_at) * 1000
+            guard.on_stall = lambda: self._stalled(None)  # the lease is back already: only counted
+            try:
+                await guard.write(context.write(speech_pb2.SynthesizeResponse(summary=summary)))
+            except WriteStalled as exc:
+                await self._fail(context, classify_speech(exc), progress)
+
     async def _attempt(
         self,
         params: SynthesisParams,
-        text: str,
+        text: str | TextInput,
         context: Context,
         guard: WriteGuard,
         progress: _Progress,
@@ -161,7 +239,11 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             # aclosing: if a write is cancelled, the upstream reader ends now, not at GC.
             async with (
                 self._telemetry.task(task, progress.attempts) as span,
-                contextlib.aclosing(lease.conn.run(task, text)) as audio_stream,
+                contextlib.aclosing(
+                    lease.conn.run(task, text)
+                    if isinstance(text, str)
+                    else lease.conn.run_stream(task, text.reader())
+                ) as audio_stream,
             ):
                 async for audio in audio_stream:
                     if progress.first_packet_at is None:
@@ -201,12 +283,17 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         elif isinstance(cause, RateLimited):
             self._overload.refuse(REFUSED_TASK_START_RATE, str(cause))
 
-    def _done(self, params: SynthesisParams, progress: _Progress) -> None:
+    def _done(self, params: SynthesisParams, progress: _Progress, text: TextInput | None = None) -> None:
+        text_to_first_audio_ms = None
+        if text is not None and text.first_piece_at is not None and progress.first_packet_at is not None:
+            text_to_first_audio_ms = (progress.first_packet_at - text.first_piece_at) * 1000
         self._telemetry.done(
             model=params.model,
             attempts=progress.attempts,
             audio_bytes=progress.audio_bytes,
             first_packet_ms=progress.first_packet_ms,
+            text_pieces=None if text is None else text.received,
+            text_to_first_audio_ms=text_to_first_audio_ms,
         )
 
     def _acquire_timeout(self, context: Context) -> float | None:
@@ -258,6 +345,40 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             format=WIRE_TO_FORMAT[params.format],
             sample_rate=params.sample_rate,
         )
+
+
+async def _first_message(
+    requests: AsyncIterator[speech_pb2.SynthesizeStreamRequest], timeout_s: float
+) -> speech_pb2.SynthesizeStreamRequest | InputRejected:
+    """The stream's first message, which must carry ``config``; else why the call fails."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            first = await anext(aiter(requests), None)
+    except TimeoutError:
+        return InputRejected(grpc.StatusCode.OUT_OF_RANGE, f"config: no first message within {timeout_s:g}s")
+    if first is None or first.WhichOneof("kind") != "config":
+        return InputRejected(grpc.StatusCode.INVALID_ARGUMENT, "config: the first message must carry config")
+    return first
+
+
+async def _read_pieces(requests: AsyncIterator[speech_pb2.SynthesizeStreamRequest], text: TextInput) -> None:
+    """Feed the caller's text pieces into ``text`` until the caller closes its side."""
+    try:
+        async for request in requests:
+            if request.WhichOneof("kind") != "text":
+                text.fail(
+                    InputRejected(
+                        grpc.StatusCode.INVALID_ARGUMENT, "config: only the first message may carry config"
+                    )
+                )
+                return
+            text.add(request.text)
+            if text.error is not None:
+                return
+    except Exception as exc:  # the call is ending; say so to the attempt
+        text.fail(InputRejected(grpc.StatusCode.CANCELLED, f"request stream broke: {type(exc).__name__}"))
+        return
+    text.close()
 
 
 def _time_remaining(context: Context) -> float | None:

@@ -100,16 +100,46 @@ class SpeechTelemetry:
             unit="ms",
             description="Synthesize: time from the RPC's arrival to the first audio in voxgate's hands",
         )
+        self._text_to_first_audio = telemetry.meter.create_histogram(
+            names.METRIC_TEXT_TO_FIRST_AUDIO,
+            unit="ms",
+            description="SynthesizeStream: time from the first text piece to the first audio",
+        )
+        self._text_pieces = telemetry.meter.create_histogram(
+            names.METRIC_TEXT_PIECES,
+            unit="{piece}",
+            description="SynthesizeStream: text pieces per stream",
+        )
 
     def task(self, task: SynthesisTask, attempt: int) -> TaskSpan:
         return TaskSpan(self._tracer, task, attempt)
 
-    def done(self, *, model: str, attempts: int, audio_bytes: int, first_packet_ms: float | None) -> None:
-        """The RPC ends (well or not) after ``attempts`` with ``audio_bytes`` delivered."""
-        if self._metrics and first_packet_ms is not None:
-            self._first_packet.record(first_packet_ms, {names.TTS_MODEL: model})
+    def done(
+        self,
+        *,
+        model: str,
+        attempts: int,
+        audio_bytes: int,
+        first_packet_ms: float | None,
+        text_pieces: int | None = None,
+        text_to_first_audio_ms: float | None = None,
+    ) -> None:
+        """The RPC ends (well or not) after ``attempts`` with ``audio_bytes`` delivered; a stream
+        also says how many ``text_pieces`` it received and how soon audio followed the first."""
+        labels = {names.TTS_MODEL: model}
+        if self._metrics:
+            if first_packet_ms is not None:
+                self._first_packet.record(first_packet_ms, labels)
+            if text_to_first_audio_ms is not None:
+                self._text_to_first_audio.record(text_to_first_audio_ms, labels)
+            if text_pieces is not None:
+                self._text_pieces.record(text_pieces, labels)
         if self._tracer is not None:
             span = trace.get_current_span()
             span.set_attributes({names.TTS_ATTEMPTS: attempts, names.TTS_AUDIO_BYTES: audio_bytes})
             if first_packet_ms is not None:
                 span.set_attribute(names.TTS_FIRST_PACKET_DELAY_MS, first_packet_ms)
+            if text_pieces is not None:
+                span.set_attribute(names.TTS_TEXT_PIECES, text_pieces)
+            if text_to_first_audio_ms is not None:
+                span.set_attribute(names.TTS_TEXT_TO_FIRST_AUDIO_MS, text_to_first_audio_ms)

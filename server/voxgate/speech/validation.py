@@ -53,9 +53,34 @@ class Defaults:
     voice: str
 
 
+_Parameters = speech_pb2.SynthesizeRequest | speech_pb2.SynthesisConfig
+"""SynthesisConfig is SynthesizeRequest without ``text``: same fields, same checks."""
+
+
 def synthesis_params(request: speech_pb2.SynthesizeRequest, defaults: Defaults) -> SynthesisParams:
     """Validate ``request`` and return the upstream parameters. Raises :class:`InvalidRequest`."""
     _check_text(request.text)
+    return _params(request, defaults)
+
+
+def stream_params(
+    config: speech_pb2.SynthesisConfig, defaults: Defaults, *, field: str = "config"
+) -> SynthesisParams:
+    """Validate a SynthesisConfig sent as ``field`` (error field names are prefixed with it).
+
+    SSML is refused: the upstream accepts only one continue-task per SSML task
+    (docs/protocol.md#run-task), and a stream sends one per piece."""
+    try:
+        if config.enable_ssml:
+            raise InvalidRequest(
+                "enable_ssml", "is not supported in a stream (SSML must arrive whole: use Synthesize)"
+            )
+        return _params(config, defaults)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"{field}.{exc.field}", str(exc).partition(": ")[2]) from None
+
+
+def _params(request: _Parameters, defaults: Defaults) -> SynthesisParams:
     fmt = _FORMATS.get(request.format)
     if fmt is None:
         raise InvalidRequest("format", f"unknown AudioFormat value {request.format}")
@@ -131,7 +156,7 @@ def _float_in(field: str, value: float, low: float, high: float) -> float:
     return round(value, 4)  # float32 on the wire: 1.2 arrives as 1.2000000476837158
 
 
-def _bit_rate(request: speech_pb2.SynthesizeRequest, fmt: str) -> int | None:
+def _bit_rate(request: _Parameters, fmt: str) -> int | None:
     if not request.HasField("bit_rate"):
         return None
     if fmt != "opus":

@@ -150,3 +150,23 @@ async def test_generate_sends_images_prints_reasoning_and_tool_calls(
         assert "finish tool_calls" in called.stdout
     missing = await cli.run("generate", "Hi", "--image", str(tmp_path / "nope.png"), "--server", served)
     assert missing.returncode == 2 and "--image" in missing.stderr
+
+
+async def test_synth_stdin_speaks_piped_text(cli: Cli, served: str, tmp_path: Path) -> None:
+    out = tmp_path / "piped.wav"
+    done = await cli.run("synth-stdin", "-o", str(out), "--server", served, stdin=TEXT.encode())
+    assert done.returncode == 0, done.stderr
+    wav = read_wav(out.read_bytes())
+    assert wav.sample_rate == 22050 and 2 < wav.seconds < 20 and pcm_rms(wav.pcm) > 100
+    assert "pieces of text; first audio" in done.stdout
+
+
+async def test_speak_prints_the_answer_and_writes_its_audio(cli: Cli, served: str, tmp_path: Path) -> None:
+    out = tmp_path / "answer.wav"
+    prompt = "Say hello to the polyglot clients"
+    done = await cli.run("speak", prompt, "-o", str(out), "--server", served)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == f"Hello! You said: {prompt}"
+    assert "first audio" in done.stdout
+    wav = read_wav(out.read_bytes())
+    assert 1 < wav.seconds < 20 and pcm_rms(wav.pcm) > 100

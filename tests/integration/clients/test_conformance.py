@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from audio_checks import pcm_rms, read_mp3, read_wav
+from audio_checks import pcm_rms, read_mp3, read_ogg_opus, read_wav
 from polyglot import COMMANDS, Faulty, built
 
 TABLE = Path(__file__).with_name("conformance.toml")
@@ -106,5 +106,8 @@ def check_audio(audio_format: str, data: bytes) -> None:
     elif audio_format == "mp3":
         mp3 = read_mp3(data)  # every byte belongs to a frame
         assert mp3.frames > 10 and mp3.distinct_frames > 1
+    elif audio_format == "opus":
+        ogg = read_ogg_opus(data)  # every page's checksum, OpusHead/OpusTags, an end-of-stream page
+        assert ogg.channels == 1 and ogg.seconds > 0.2
     else:
         raise AssertionError(f"no check for {audio_format}")

@@ -62,3 +62,38 @@ def test_list_services_health_check_synthesize_and_generate(served: str) -> None
     request = json.dumps({"messages": [{"role": "user", "content": "Say hello"}]})
     reply = json.loads(grpcurl("-d", request, served, "voxgate.generation.v1.GenerationService/Generate"))
     assert reply["text"] == "Hello! You said: Say hello" and reply["model"] == "local-echo"
+
+
+def test_speak_and_synthesize_stream(served: str) -> None:
+    assert "rpc Speak" in grpcurl(served, "describe", "voxgate.voice.v1.VoiceService")
+
+    request = json.dumps(
+        {
+            "messages": [{"role": "user", "content": "Say hello"}],
+            "speech": {"format": "AUDIO_FORMAT_PCM", "sample_rate": 16000},
+        }
+    )
+    *items, last = json_messages(grpcurl("-d", request, served, "voxgate.voice.v1.VoiceService/Speak"))
+    text = "".join(item.get("text", "") for item in items)
+    audio = b"".join(base64.b64decode(item["audio"]) for item in items if "audio" in item)
+    assert text == "Hello! You said: Say hello"
+    assert int(last["summary"]["audio_bytes"]) == len(audio) and pcm_rms(audio) > 100
+
+    # A bidirectional stream from stdin: the config first, then the text in pieces.
+    pieces = [
+        {"config": {"format": "AUDIO_FORMAT_PCM"}},
+        {"text": "Hello from "},
+        {"text": "grpcurl, in pieces."},
+    ]
+    done = subprocess.run(
+        [GRPCURL, "-plaintext", "-d", "@", served, "voxgate.speech.v1.SpeechService/SynthesizeStream"],
+        input="\n".join(json.dumps(piece) for piece in pieces),
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    *chunks, last = json_messages(done.stdout)
+    audio = b"".join(base64.b64decode(chunk["audio"]) for chunk in chunks)
+    assert last["summary"]["text_pieces"] == 2 and pcm_seconds(audio, 22050) > 0.5

@@ -448,7 +448,9 @@ func enableRetries() {
 
 func main() {
 	enableRetries()
-	commands := map[string]func([]string) error{"synth": synth, "generate": generate}
+	commands := map[string]func([]string) error{
+		"synth": synth, "generate": generate, "synth-stdin": synthStdin, "speak": speak,
+	}
 	if len(os.Args) == 2 && (os.Args[1] == "-h" || os.Args[1] == "--help") {
 		fmt.Println(usage)
 		return

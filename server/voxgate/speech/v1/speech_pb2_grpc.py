@@ -41,6 +41,11 @@ class SpeechServiceStub:
                 request_serializer=voxgate_dot_speech_dot_v1_dot_speech__pb2.SynthesizeRequest.SerializeToString,
                 response_deserializer=voxgate_dot_speech_dot_v1_dot_speech__pb2.SynthesizeResponse.FromString,
                 _registered_method=True)
+        self.SynthesizeStream = channel.stream_stream(
+                '/voxgate.speech.v1.SpeechService/SynthesizeStream',
+                request_serializer=voxgate_dot_speech_dot_v1_dot_speech__pb2.SynthesizeStreamRequest.SerializeToString,
+                response_deserializer=voxgate_dot_speech_dot_v1_dot_speech__pb2.SynthesizeResponse.FromString,
+                _registered_method=True)
 
 
 class SpeechServiceServicer:
@@ -57,6 +62,34 @@ class SpeechServiceServicer:
         never truncates audio silently. Errors before the first audio chunk may
         have been retried by voxgate on another upstream connection; errors after
         it end the stream with UNAVAILABLE and say how many bytes were delivered.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SynthesizeStream(self, request_iterator, context):
+        """SynthesizeStream speaks text that arrives in pieces, e.g. from a language
+        model token by token. The first request message carries `config`; every
+        later one a `text` piece. Each piece goes upstream as it arrives (pieces
+        already queued behind a send go together), so the audio of a finished
+        sentence comes back while later pieces are still being written. Closing
+        the request stream ends the text; the response stream then ends like
+        Synthesize's: audio messages, then one `summary`.
+
+        The upstream fails a task that receives no text for 23 s, and the
+        protocol has no keep-alive: voxgate ends a stream that sent no piece for
+        `VOXGATE_STREAM_IDLE_TIMEOUT_S` (default 20 s) with OUT_OF_RANGE. Other
+        per-stream limits: 200,000 weighted characters in all, 20,000 per piece,
+        `VOXGATE_STREAM_MAX_PIECES` pieces (INVALID_ARGUMENT or OUT_OF_RANGE,
+        naming the limit). Before any audio was sent, a transient upstream
+        failure is retried on a fresh connection with the text received so far;
+        after it, the stream ends with UNAVAILABLE as Synthesize's does.
+
+        It answers with SynthesizeResponse, as Synthesize does, so that one
+        reader of audio and summary serves both RPCs.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -68,6 +101,11 @@ def add_SpeechServiceServicer_to_server(servicer, server):
             'Synthesize': grpc.unary_stream_rpc_method_handler(
                     servicer.Synthesize,
                     request_deserializer=voxgate_dot_speech_dot_v1_dot_speech__pb2.SynthesizeRequest.FromString,
+                    response_serializer=voxgate_dot_speech_dot_v1_dot_speech__pb2.SynthesizeResponse.SerializeToString,
+            ),
+            'SynthesizeStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SynthesizeStream,
+                    request_deserializer=voxgate_dot_speech_dot_v1_dot_speech__pb2.SynthesizeStreamRequest.FromString,
                     response_serializer=voxgate_dot_speech_dot_v1_dot_speech__pb2.SynthesizeResponse.SerializeToString,
             ),
     }
@@ -99,6 +137,33 @@ class SpeechService:
             target,
             '/voxgate.speech.v1.SpeechService/Synthesize',
             voxgate_dot_speech_dot_v1_dot_speech__pb2.SynthesizeRequest.SerializeToString,
+            voxgate_dot_speech_dot_v1_dot_speech__pb2.SynthesizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SynthesizeStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/voxgate.speech.v1.SpeechService/SynthesizeStream',
+            voxgate_dot_speech_dot_v1_dot_speech__pb2.SynthesizeStreamRequest.SerializeToString,
             voxgate_dot_speech_dot_v1_dot_speech__pb2.SynthesizeResponse.FromString,
             options,
             channel_credentials,

@@ -44,6 +44,30 @@ class SpeechServiceStub:
     never truncates audio silently. Errors before the first audio chunk may
     have been retried by voxgate on another upstream connection; errors after
     it end the stream with UNAVAILABLE and say how many bytes were delivered.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    SynthesizeStream: _grpc.StreamStreamMultiCallable[_speech_pb2.SynthesizeStreamRequest, _speech_pb2.SynthesizeResponse]
+    """SynthesizeStream speaks text that arrives in pieces, e.g. from a language
+    model token by token. The first request message carries `config`; every
+    later one a `text` piece. Each piece goes upstream as it arrives (pieces
+    already queued behind a send go together), so the audio of a finished
+    sentence comes back while later pieces are still being written. Closing
+    the request stream ends the text; the response stream then ends like
+    Synthesize's: audio messages, then one `summary`.
+
+    The upstream fails a task that receives no text for 23 s, and the
+    protocol has no keep-alive: voxgate ends a stream that sent no piece for
+    `VOXGATE_STREAM_IDLE_TIMEOUT_S` (default 20 s) with OUT_OF_RANGE. Other
+    per-stream limits: 200,000 weighted characters in all, 20,000 per piece,
+    `VOXGATE_STREAM_MAX_PIECES` pieces (INVALID_ARGUMENT or OUT_OF_RANGE,
+    naming the limit). Before any audio was sent, a transient upstream
+    failure is retried on a fresh connection with the text received so far;
+    after it, the stream ends with UNAVAILABLE as Synthesize's does.
+
+    It answers with SynthesizeResponse, as Synthesize does, so that one
+    reader of audio and summary serves both RPCs.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
 
 @_typing.type_check_only
@@ -62,6 +86,30 @@ class SpeechServiceAsyncStub(SpeechServiceStub):
     never truncates audio silently. Errors before the first audio chunk may
     have been retried by voxgate on another upstream connection; errors after
     it end the stream with UNAVAILABLE and say how many bytes were delivered.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    SynthesizeStream: _aio.StreamStreamMultiCallable[_speech_pb2.SynthesizeStreamRequest, _speech_pb2.SynthesizeResponse]  # type: ignore[assignment]
+    """SynthesizeStream speaks text that arrives in pieces, e.g. from a language
+    model token by token. The first request message carries `config`; every
+    later one a `text` piece. Each piece goes upstream as it arrives (pieces
+    already queued behind a send go together), so the audio of a finished
+    sentence comes back while later pieces are still being written. Closing
+    the request stream ends the text; the response stream then ends like
+    Synthesize's: audio messages, then one `summary`.
+
+    The upstream fails a task that receives no text for 23 s, and the
+    protocol has no keep-alive: voxgate ends a stream that sent no piece for
+    `VOXGATE_STREAM_IDLE_TIMEOUT_S` (default 20 s) with OUT_OF_RANGE. Other
+    per-stream limits: 200,000 weighted characters in all, 20,000 per piece,
+    `VOXGATE_STREAM_MAX_PIECES` pieces (INVALID_ARGUMENT or OUT_OF_RANGE,
+    naming the limit). Before any audio was sent, a transient upstream
+    failure is retried on a fresh connection with the text received so far;
+    after it, the stream ends with UNAVAILABLE as Synthesize's does.
+
+    It answers with SynthesizeResponse, as Synthesize does, so that one
+    reader of audio and summary serves both RPCs.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
 
 class SpeechServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -83,6 +131,36 @@ class SpeechServiceServicer(metaclass=_abc_1.ABCMeta):
         never truncates audio silently. Errors before the first audio chunk may
         have been retried by voxgate on another upstream connection; errors after
         it end the stream with UNAVAILABLE and say how many bytes were delivered.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def SynthesizeStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_speech_pb2.SynthesizeStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_speech_pb2.SynthesizeResponse], _abc.AsyncIterator[_speech_pb2.SynthesizeResponse]]:
+        """SynthesizeStream speaks text that arrives in pieces, e.g. from a language
+        model token by token. The first request message carries `config`; every
+        later one a `text` piece. Each piece goes upstream as it arrives (pieces
+        already queued behind a send go together), so the audio of a finished
+        sentence comes back while later pieces are still being written. Closing
+        the request stream ends the text; the response stream then ends like
+        Synthesize's: audio messages, then one `summary`.
+
+        The upstream fails a task that receives no text for 23 s, and the
+        protocol has no keep-alive: voxgate ends a stream that sent no piece for
+        `VOXGATE_STREAM_IDLE_TIMEOUT_S` (default 20 s) with OUT_OF_RANGE. Other
+        per-stream limits: 200,000 weighted characters in all, 20,000 per piece,
+        `VOXGATE_STREAM_MAX_PIECES` pieces (INVALID_ARGUMENT or OUT_OF_RANGE,
+        naming the limit). Before any audio was sent, a transient upstream
+        failure is retried on a fresh connection with the text received so far;
+        after it, the stream ends with UNAVAILABLE as Synthesize's does.
+
+        It answers with SynthesizeResponse, as Synthesize does, so that one
+        reader of audio and summary serves both RPCs.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
 
 def add_SpeechServiceServicer_to_server(servicer: SpeechServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
