@@ -149,7 +149,6 @@ def from_env(environ: Mapping[str, str] | None = None) -> Telemetry:
         refusals = MetricsRefusals()
         if want_otlp_metrics and _protocol(env, "METRICS") == PROTOCOL_GRPC:
             refusals.install()
-            shutdowns.append(refusals.uninstall)
         if want_prometheus:
             try:
                 endpoint = prometheus.start(env)
@@ -168,7 +167,15 @@ def from_env(environ: Mapping[str, str] | None = None) -> Telemetry:
                 unit="{export}",
                 description="metrics exports the OTLP endpoint refused as UNIMPLEMENTED (trace-only backend)",
             )
-        shutdowns.insert(0, meter_provider.shutdown)
+
+        def stop_metrics() -> None:
+            # The last export happens inside shutdown: the filter leaves only after it.
+            try:
+                meter_provider.shutdown()
+            finally:
+                refusals.uninstall()
+
+        shutdowns.insert(0, stop_metrics)
     return Telemetry(
         tracer=tracer,
         meter=meter,
