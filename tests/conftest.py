@@ -125,6 +125,7 @@ _SLOW: dict[str, tuple[str, ...]] = {
     "integration/test_telemetry_pool.py": (
         "test_an_overflow_lease_and_a_cancelled_call_in_spans_and_metrics",
     ),
+    "integration/test_prometheus_queries.py": ("test_every_dashboard_and_alert_query_returns_series",),
     "integration/test_upstream_silence.py": ("test_a_paced_stream_longer_than_the_frame_timeout_completes",),
     "integration/test_vendor_sdk.py": (
         "test_pool_reuses_its_sockets",
