@@ -4,6 +4,8 @@
 //	                      [--rate R] [--pitch P] [--volume N] [--timeout SECONDS (default 60)]
 //	voxgate-go generate PROMPT [--stream] [--system TEXT] [--model M] [--max-tokens N] [--json]
 //	                      [--timeout SECONDS (default 120)]
+//	voxgate-go load [--concurrency N | --rate PER_SECOND] [--requests N | --duration SECONDS] [--json] ...
+//	                      (a load generator: load.go)
 //
 // Both take --server HOST:PORT (default 127.0.0.1:50051). The commands, flags, output and exit
 // status are those of `voxgate synth` / `voxgate generate` (plus --json): 0 done, 1 the call
@@ -41,7 +43,10 @@ var usages = map[string]string{
 		" [--server SERVER] [--timeout SECONDS] [--json]",
 }
 
-var usage = usages["synth"] + "\n" + strings.Replace(usages["generate"], "usage:", "      ", 1)
+var usage = usages["synth"] + "\n" + strings.Replace(usages["generate"], "usage:", "      ", 1) +
+	"\n" + strings.Replace(loadUsage, "usage:", "      ", 1)
+
+func init() { usages["load"] = loadUsage }
 
 var formats = map[string]speechv1.AudioFormat{
 	"pcm":  speechv1.AudioFormat_AUDIO_FORMAT_PCM,
@@ -318,7 +323,7 @@ func enableRetries() {
 
 func main() {
 	enableRetries()
-	commands := map[string]func([]string) error{"synth": synth, "generate": generate}
+	commands := map[string]func([]string) error{"synth": synth, "generate": generate, "load": load}
 	if len(os.Args) == 2 && (os.Args[1] == "-h" || os.Args[1] == "--help") {
 		fmt.Println(usage)
 		return
