@@ -138,6 +138,8 @@ class Bench:
         ]  # fmt: skip
         if self.args.rate:
             args += ["--rate", str(self.args.rate)]
+        if kind == "grpc" and self.args.min_chunk_ms:
+            args += ["--min-chunk-ms", str(self.args.min_chunk_ms)]
         return procs.Child(*args, env=self.env, name=f"loadgen ({variant})")
 
     # -- one level ---------------------------------------------------------------------------
@@ -327,6 +329,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--first-packet-delay-ms", type=int, default=default.first_packet_delay_ms)
     parser.add_argument("--rtf", type=float, default=default.rtf)
     parser.add_argument("--idle-rss", action="store_true", help="also measure RSS per idle warm connection")
+    parser.add_argument(
+        "--min-chunk-ms",
+        type=int,
+        default=0,
+        help="voxgate variants: SynthesizeRequest.min_chunk_ms (0: unset)",
+    )
     parser.add_argument(
         "--out", type=Path, help="write every result as JSON here (plots: python -m bench.report)"
     )

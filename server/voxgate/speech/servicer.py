@@ -18,6 +18,7 @@ import grpc
 from voxgate.pool import Lease, Pool
 from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, Failure
 from voxgate.rpc.retry import GaveUp, RetryPolicy, deadline_of, run_with_retries
+from voxgate.speech import coalesce
 from voxgate.speech.connection import Synthesizer
 from voxgate.speech.errors import classify_speech
 from voxgate.speech.protocol import SynthesisParams, SynthesisTask
@@ -86,12 +87,15 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             )
         try:
             params = synthesis_params(request, self._defaults)
+            min_chunk_bytes = coalesce.min_chunk_bytes(request, params)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
         try:
             summary = await run_with_retries(
-                lambda attempt: self._attempt(params, request.text, context, progress, attempt),
+                lambda attempt: self._attempt(
+                    params, request.text, context, progress, attempt, min_chunk_bytes
+                ),
                 policy=self._retry,
                 classify=classify_speech,
                 sent_anything=lambda: progress.audio_bytes > 0,
@@ -111,6 +115,7 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         context: Context,
         progress: _Progress,
         attempt: int,
+        min_chunk_bytes: int | None = None,
     ) -> speech_pb2.SynthesisSummary:
         progress.attempts = attempt
         async with self._pool.lease(self._acquire_timeout(context)) as lease:
@@ -120,7 +125,9 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             # aclosing: if a write is cancelled, the upstream reader ends now, not at GC.
             async with (
                 self._telemetry.task(task, progress.attempts) as span,
-                contextlib.aclosing(lease.conn.run(task, text)) as audio_stream,
+                contextlib.aclosing(
+                    coalesce.coalesced(lease.conn.run(task, text), min_chunk_bytes)
+                ) as audio_stream,
             ):
                 async for audio in audio_stream:
                     if progress.first_packet_at is None:

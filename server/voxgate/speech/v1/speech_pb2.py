@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evoxgate/speech/v1/speech.proto\x12\x11voxgate.speech.v1\"\xa0\x03\n\x11SynthesizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05voice\x18\x03 \x01(\t\x12.\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x1e.voxgate.speech.v1.AudioFormat\x12\x13\n\x0bsample_rate\x18\x05 \x01(\r\x12\x13\n\x06volume\x18\x06 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04rate\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05pitch\x18\x08 \x01(\x02H\x02\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\rH\x03\x88\x01\x01\x12\x15\n\x08\x62it_rate\x18\n \x01(\rH\x04\x88\x01\x01\x12\x13\n\x0b\x65nable_ssml\x18\x0b \x01(\x08\x12\x13\n\x0binstruction\x18\x0c \x01(\t\x12\x16\n\x0elanguage_hints\x18\r \x03(\t\x12\x1e\n\x16word_timestamp_enabled\x18\x0e \x01(\x08\x12\x1e\n\x16\x65nable_markdown_filter\x18\x0f \x01(\x08\x42\t\n\x07_volumeB\x07\n\x05_rateB\x08\n\x06_pitchB\x07\n\x05_seedB\x0b\n\t_bit_rate\"h\n\x12SynthesizeResponse\x12\x0f\n\x05\x61udio\x18\x01 \x01(\x0cH\x00\x12\x36\n\x07summary\x18\x02 \x01(\x0b\x32#.voxgate.speech.v1.SynthesisSummaryH\x00\x42\t\n\x07\x63ontent\"\xe0\x02\n\x10SynthesisSummary\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x1d\n\x15\x66irst_packet_delay_ms\x18\x03 \x01(\x01\x12&\n\x1eupstream_first_packet_delay_ms\x18\x04 \x01(\x01\x12\x14\n\x0cpool_wait_ms\x18\x05 \x01(\x01\x12\x19\n\x11\x63onnection_reused\x18\x06 \x01(\x08\x12\x19\n\x11\x63onnection_age_ms\x18\x07 \x01(\x01\x12\x12\n\ncharacters\x18\x08 \x01(\r\x12\x13\n\x0b\x61udio_bytes\x18\t \x01(\x04\x12\x14\n\x0c\x61udio_chunks\x18\n \x01(\r\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\r\x12.\n\x06\x66ormat\x18\x0c \x01(\x0e\x32\x1e.voxgate.speech.v1.AudioFormat\x12\x13\n\x0bsample_rate\x18\r \x01(\r*\x84\x01\n\x0b\x41udioFormat\x12\x1c\n\x18\x41UDIO_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UDIO_FORMAT_PCM\x10\x01\x12\x14\n\x10\x41UDIO_FORMAT_WAV\x10\x02\x12\x14\n\x10\x41UDIO_FORMAT_MP3\x10\x03\x12\x15\n\x11\x41UDIO_FORMAT_OPUS\x10\x04\x32l\n\rSpeechService\x12[\n\nSynthesize\x12$.voxgate.speech.v1.SynthesizeRequest\x1a%.voxgate.speech.v1.SynthesizeResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evoxgate/speech/v1/speech.proto\x12\x11voxgate.speech.v1\"\xcc\x03\n\x11SynthesizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05voice\x18\x03 \x01(\t\x12.\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x1e.voxgate.speech.v1.AudioFormat\x12\x13\n\x0bsample_rate\x18\x05 \x01(\r\x12\x13\n\x06volume\x18\x06 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04rate\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05pitch\x18\x08 \x01(\x02H\x02\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\rH\x03\x88\x01\x01\x12\x15\n\x08\x62it_rate\x18\n \x01(\rH\x04\x88\x01\x01\x12\x13\n\x0b\x65nable_ssml\x18\x0b \x01(\x08\x12\x13\n\x0binstruction\x18\x0c \x01(\t\x12\x16\n\x0elanguage_hints\x18\r \x03(\t\x12\x1e\n\x16word_timestamp_enabled\x18\x0e \x01(\x08\x12\x1e\n\x16\x65nable_markdown_filter\x18\x0f \x01(\x08\x12\x19\n\x0cmin_chunk_ms\x18\x18 \x01(\rH\x05\x88\x01\x01\x42\t\n\x07_volumeB\x07\n\x05_rateB\x08\n\x06_pitchB\x07\n\x05_seedB\x0b\n\t_bit_rateB\x0f\n\r_min_chunk_ms\"h\n\x12SynthesizeResponse\x12\x0f\n\x05\x61udio\x18\x01 \x01(\x0cH\x00\x12\x36\n\x07summary\x18\x02 \x01(\x0b\x32#.voxgate.speech.v1.SynthesisSummaryH\x00\x42\t\n\x07\x63ontent\"\xe0\x02\n\x10SynthesisSummary\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x1d\n\x15\x66irst_packet_delay_ms\x18\x03 \x01(\x01\x12&\n\x1eupstream_first_packet_delay_ms\x18\x04 \x01(\x01\x12\x14\n\x0cpool_wait_ms\x18\x05 \x01(\x01\x12\x19\n\x11\x63onnection_reused\x18\x06 \x01(\x08\x12\x19\n\x11\x63onnection_age_ms\x18\x07 \x01(\x01\x12\x12\n\ncharacters\x18\x08 \x01(\r\x12\x13\n\x0b\x61udio_bytes\x18\t \x01(\x04\x12\x14\n\x0c\x61udio_chunks\x18\n \x01(\r\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\r\x12.\n\x06\x66ormat\x18\x0c \x01(\x0e\x32\x1e.voxgate.speech.v1.AudioFormat\x12\x13\n\x0bsample_rate\x18\r \x01(\r*\x84\x01\n\x0b\x41udioFormat\x12\x1c\n\x18\x41UDIO_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UDIO_FORMAT_PCM\x10\x01\x12\x14\n\x10\x41UDIO_FORMAT_WAV\x10\x02\x12\x14\n\x10\x41UDIO_FORMAT_MP3\x10\x03\x12\x15\n\x11\x41UDIO_FORMAT_OPUS\x10\x04\x32l\n\rSpeechService\x12[\n\nSynthesize\x12$.voxgate.speech.v1.SynthesizeRequest\x1a%.voxgate.speech.v1.SynthesizeResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voxgate.speech.v1.speech_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOFORMAT']._serialized_start=934
-  _globals['_AUDIOFORMAT']._serialized_end=1066
+  _globals['_AUDIOFORMAT']._serialized_start=978
+  _globals['_AUDIOFORMAT']._serialized_end=1110
   _globals['_SYNTHESIZEREQUEST']._serialized_start=54
-  _globals['_SYNTHESIZEREQUEST']._serialized_end=470
-  _globals['_SYNTHESIZERESPONSE']._serialized_start=472
-  _globals['_SYNTHESIZERESPONSE']._serialized_end=576
-  _globals['_SYNTHESISSUMMARY']._serialized_start=579
-  _globals['_SYNTHESISSUMMARY']._serialized_end=931
-  _globals['_SPEECHSERVICE']._serialized_start=1068
-  _globals['_SPEECHSERVICE']._serialized_end=1176
+  _globals['_SYNTHESIZEREQUEST']._serialized_end=514
+  _globals['_SYNTHESIZERESPONSE']._serialized_start=516
+  _globals['_SYNTHESIZERESPONSE']._serialized_end=620
+  _globals['_SYNTHESISSUMMARY']._serialized_start=623
+  _globals['_SYNTHESISSUMMARY']._serialized_end=975
+  _globals['_SPEECHSERVICE']._serialized_start=1112
+  _globals['_SPEECHSERVICE']._serialized_end=1220
 # @@protoc_insertion_point(module_scope)
