@@ -87,3 +87,30 @@ async def test_contradicting_flags_are_a_usage_error(served: str) -> None:
     done = await built("go").run("load", "--server", served, "--rate", "5", "--concurrency", "2")
     assert done.returncode == 2
     assert "argument --rate: not allowed with argument --concurrency" in done.stderr
+
+
+async def test_the_bench_protocol_reports_every_call_as_a_sample(served: str) -> None:
+    """`python -m bench speech --loadgen go` drives it: ready, a line, then one row per call."""
+    import asyncio
+
+    from bench.stats import Sample
+
+    from polyglot import BUILT
+
+    proc = await asyncio.create_subprocess_exec(
+        str(BUILT["go"]), "load", "--bench", "--server", served, "--requests", "8", "--concurrency", "2",
+        "--format", "pcm", "--sample-rate", "16000",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdin is not None
+    assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"ready\n"  # after its warm-up calls
+    proc.stdin.write(b"go\n")
+    await proc.stdin.drain()
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    (line,) = stdout.decode().splitlines()
+    result = json.loads(line.removeprefix("result "))
+    samples = [Sample.from_row(row) for row in result["samples"]]
+    assert len(samples) == 8 and all(sample.ok for sample in samples)
+    assert all(0 < s.first_packet_ms <= s.total_ms and s.pool_wait_ms >= 0 and s.hop_ms >= 0 for s in samples)
+    assert result["wall_s"] > 0 and result["cpu_s"] > 0 and result["maxrss_kib"] > 0

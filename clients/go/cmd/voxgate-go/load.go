@@ -16,9 +16,15 @@
 // to first audio chunk) and total time percentiles over the OK calls, and a histogram of the
 // first-packet delay; --json prints the same as one JSON object. Exit status 0 when every call
 // ended OK, 1 when any failed, 2 on bad usage.
+//
+// --bench makes it the load generator of `python -m bench speech --loadgen go`: after a few
+// untimed warm-up calls it prints "ready", starts when a line arrives on stdin, and prints
+// "result " and one JSON object with every call as a row (bench/stats.py's Sample), the wall
+// time, and its own CPU time and peak RSS.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,6 +35,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc/status"
@@ -39,7 +46,8 @@ import (
 
 const loadUsage = "usage: " + prog + " load [--server SERVER] [--concurrency N | --rate PER_SECOND]" +
 	" [--requests N | --duration SECONDS] [--text TEXT]... [--texts FILE] [--format {mp3,opus,pcm,wav}]" +
-	" [--model MODEL] [--voice VOICE] [--timeout SECONDS] [--connections N] [--json]"
+	" [--model MODEL] [--voice VOICE] [--sample-rate HZ] [--min-chunk-ms MS] [--ramp-s SECONDS]" +
+	" [--timeout SECONDS] [--connections N] [--json] [--bench]"
 
 // defaultTexts are the texts used without --text/--texts: a short reply, a sentence, a paragraph.
 var defaultTexts = []string{
@@ -64,6 +72,18 @@ type outcome struct {
 	firstPacket time.Duration
 	total       time.Duration
 	audioBytes  int64
+	poolWaitMs  float64 // from the summary; -1 without one
+	hopMs       float64 // voxgate's first-packet delay minus the upstream's; -1 without a summary
+	reused      bool
+}
+
+// row is the outcome as bench/stats.py's Sample.from_row reads it.
+func (o outcome) row() []interface{} {
+	firstPacket := -1.0
+	if o.code == "OK" {
+		firstPacket = milliseconds(o.firstPacket)
+	}
+	return []interface{}{firstPacket, milliseconds(o.total), o.audioBytes, o.code, o.poolWaitMs, o.hopMs, o.reused}
 }
 
 // Stats are percentiles in milliseconds over the OK calls.
@@ -113,7 +133,11 @@ func load(args []string) error {
 	textsFile := flags.String("texts", "", "a file with one text a line")
 	format := flags.String("format", "pcm", "pcm, wav, mp3 or opus")
 	voice := flags.String("voice", "", "voice (default: the server's)")
+	sampleRate := newOptional(flags, "sample-rate", "int", "Hz (default: the server's)")
+	minChunk := newOptional(flags, "min-chunk-ms", "int", "SynthesizeRequest.min_chunk_ms (default: unset)")
+	rampS := flags.Float64("ramp-s", 0, "closed loop: start the workers spread over this many seconds")
 	jsonOut := flags.Bool("json", false, "print the report as one JSON object")
+	bench := flags.Bool("bench", false, "speak python -m bench's protocol (ready / a line / result JSON)")
 	if err := flags.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -174,9 +198,10 @@ func load(args []string) error {
 	}
 
 	ctx := context.Background()
+	runFor := time.Duration(duration.value * float64(time.Second))
 	if duration.set {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(duration.value*float64(time.Second)))
+		ctx, cancel = context.WithTimeout(ctx, runFor)
 		defer cancel()
 	}
 	var (
@@ -184,16 +209,21 @@ func load(args []string) error {
 		outcomes []outcome
 		next     int64 = -1 // the index of the last call claimed
 	)
-	call := func(index int) {
+	call := func(index int) outcome {
 		request := &speechv1.SynthesizeRequest{
 			Text: texts[index%len(texts)], Model: opts.model, Voice: *voice, Format: wire,
+			SampleRate: uint32(sampleRate.value),
+		}
+		if minChunk.set {
+			ms := uint32(minChunk.value)
+			request.MinChunkMs = &ms
 		}
 		// A call in flight when --duration ends still runs to its end (or its own timeout).
 		callCtx, cancel := context.WithTimeout(context.Background(), time.Duration(timeoutS*float64(time.Second)))
 		defer cancel()
 		started := time.Now()
 		result, err := clients[index%len(clients)].Synthesize(callCtx, request, io.Discard)
-		o := outcome{code: "OK", total: time.Since(started)}
+		o := outcome{code: "OK", total: time.Since(started), poolWaitMs: -1, hopMs: -1}
 		if err != nil {
 			o.code = "UNKNOWN"
 			if s, isStatus := status.FromError(err); isStatus {
@@ -201,7 +231,14 @@ func load(args []string) error {
 			}
 		} else {
 			o.firstPacket, o.total, o.audioBytes = result.ClientFirstPacket, result.Total, result.AudioBytes
+			s := result.Summary
+			o.poolWaitMs, o.reused = s.PoolWaitMs, s.ConnectionReused
+			o.hopMs = s.FirstPacketDelayMs - s.UpstreamFirstPacketDelayMs
 		}
+		return o
+	}
+	record := func(index int) {
+		o := call(index)
 		mu.Lock()
 		outcomes = append(outcomes, o)
 		mu.Unlock()
@@ -214,6 +251,28 @@ func load(args []string) error {
 		return int(index), index < int64(total)
 	}
 
+	workers := 10
+	if concurrency.set {
+		workers = int(concurrency.value)
+	}
+	var cpuBefore float64
+	if *bench {
+		// Untimed warm-up, as bench/loadgen.py's: first calls pay for connections and caches.
+		var warm sync.WaitGroup
+		for i := 0; i < 4 && i < workers; i++ {
+			warm.Add(1)
+			go func(i int) {
+				defer warm.Done()
+				call(i)
+			}(i)
+		}
+		warm.Wait()
+		fmt.Println("ready")
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			return err
+		}
+		cpuBefore = cpuSeconds()
+	}
 	report := Report{Target: opts.server, Statuses: map[string]int{}}
 	started := time.Now()
 	var wg sync.WaitGroup
@@ -222,8 +281,8 @@ func load(args []string) error {
 		interval := time.Duration(float64(time.Second) / rate.value)
 		for {
 			index, more := claim()
-			if !more {
-				break
+			if !more || (duration.set && time.Duration(index)*interval >= runFor) {
+				break // a call scheduled at the end of --duration or later is not made
 			}
 			// Each call's start is scheduled from the run's start, so a late wake-up is caught up.
 			wait := time.Until(started.Add(time.Duration(index) * interval))
@@ -239,27 +298,42 @@ func load(args []string) error {
 			wg.Add(1)
 			go func(index int) {
 				defer wg.Done()
-				call(index)
+				record(index)
 			}(index)
 		}
 	} else {
-		workers := 10
-		if concurrency.set {
-			workers = int(concurrency.value)
-		}
 		report.Mode, report.Concurrency = "closed", workers
 		for w := 0; w < workers; w++ {
 			wg.Add(1)
-			go func() {
+			go func(w int) {
 				defer wg.Done()
+				// Worker w starts w x ramp / workers late, so they do not all ask in the same millisecond.
+				time.Sleep(time.Duration(*rampS * float64(time.Second) * float64(w) / float64(workers)))
 				for index, more := claim(); more; index, more = claim() {
-					call(index)
+					record(index)
 				}
-			}()
+			}(w)
 		}
 	}
 	wg.Wait()
 	elapsed := time.Since(started)
+	if *bench {
+		rows := make([][]interface{}, len(outcomes))
+		for i, o := range outcomes {
+			rows[i] = o.row()
+		}
+		var usage syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &usage)
+		line, err := json.Marshal(map[string]interface{}{
+			"samples": rows, "wall_s": elapsed.Seconds(), "cpu_s": cpuSeconds() - cpuBefore,
+			"maxrss_kib": usage.Maxrss,
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("result %s\n", line)
+		return nil
+	}
 
 	var firstPackets, totals []float64
 	for _, o := range outcomes {
@@ -384,4 +458,13 @@ func printReport(w io.Writer, r *Report) {
 		bar := strings.Repeat("■", int(math.Round(40*float64(b.Count)/float64(most))))
 		fmt.Fprintf(w, "  %9.1f [%d]\t|%s\n", b.UpToMs, b.Count, bar)
 	}
+}
+
+// cpuSeconds is the CPU time this process used so far, user and system.
+func cpuSeconds() float64 {
+	var usage syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
+		return 0
+	}
+	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano()).Seconds()
 }
