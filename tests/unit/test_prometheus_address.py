@@ -24,5 +24,5 @@ def test_worker_i_serves_port_plus_i_and_port_0_stays_ephemeral() -> None:
 
 @pytest.mark.parametrize("port", ["http", "-1", "65536"])
 def test_a_bad_port_names_the_variable(port: str) -> None:
-    with pytest.raises(PrometheusConfigError, match="^OTEL_EXPORTER_PROMETHEUS_PORT: "):
+    with pytest.raises(PrometheusConfigError, match=r"^OTEL_EXPORTER_PROMETHEUS_PORT: "):
         address({"OTEL_EXPORTER_PROMETHEUS_PORT": port})
