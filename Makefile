@@ -45,7 +45,7 @@ GO_CLIENT_INPUTS   := $(shell find clients/go -type f) clients/service_config.js
 JAVA_CLIENT        := build/java/bin/voxgate-java
 JAVA_CLIENT_INPUTS := $(shell find clients/java -type f) clients/service_config.json $(PROTOS)
 
-.PHONY: help setup proto proto-check lint fmt test test-python test-fast run bench bench-full soak chart image clean clients clients-toolchain test-clients
+.PHONY: help setup proto proto-check lint fmt test test-python test-fast run bench bench-full soak chart image clean clients clients-toolchain test-clients prometheus-toolchain
 
 help: ## list the targets (the default)
 	@echo 'Usage: make <target> [PYTHON=python3] [VENV=.venv] [INSTALLER=uv|pip] [PYTEST_ARGS=...] [RUN_ARGS=...] [BENCH_ARGS=...] [SOAK_ARGS=...] [IMAGE=...]'
@@ -127,13 +127,13 @@ fmt: setup ## format and autofix: ruff format, ruff check --fix, buf format -w
 	$(BIN)/ruff check --fix
 	$(BUF) format -w
 
-test: setup clients ## the whole suite, Node, Go and Java clients included (see `clients`; PYTEST_ARGS='-k pool -x' to narrow)
+test: setup clients prometheus-toolchain ## the whole suite, Node, Go and Java clients included (see `clients`; PYTEST_ARGS='-k pool -x' to narrow)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-python: $(DEV_STAMP) ## the Python suite alone, no Go, Node or Java needed: all but the clients' tests
+test-python: $(DEV_STAMP) prometheus-toolchain ## the Python suite alone, no Go, Node or Java needed: all but the clients' tests
 	$(PY) -m pytest -m 'not clients' $(PYTEST_ARGS)
 
-test-fast: $(DEV_STAMP) ## the quick subset (under ~30 s): -m 'not slow and not clients'
+test-fast: $(DEV_STAMP) prometheus-toolchain ## the quick subset (under ~30 s): -m 'not slow and not clients'
 	$(PY) -m pytest -m 'not slow and not clients' $(PYTEST_ARGS)
 
 clients: $(NODE_CLIENT_STAMP) $(GO_CLIENT) $(JAVA_CLIENT) ## build the Node, Go and Java clients (apt-installs their Debian toolchains if missing, saying which)
@@ -141,6 +141,11 @@ clients: $(NODE_CLIENT_STAMP) $(GO_CLIENT) $(JAVA_CLIENT) ## build the Node, Go 
 clients-toolchain:
 	@clients/go/install-toolchain.sh
 	@clients/java/install-toolchain.sh
+
+# prometheus + promtool (Debian's package) for the alert tests and the dashboard/alert queries
+# against a real Prometheus; returns at once when both are on PATH.
+prometheus-toolchain:
+	@tools/install-prometheus.sh
 
 # --ignore-scripts: protobufjs's postinstall only prints a warning about version ranges.
 $(NODE_CLIENT_STAMP): clients/node/package.json clients/node/package-lock.json
@@ -169,7 +174,7 @@ bench-full: setup ## the whole sweep (~11 min): results + plots into docs/bench/
 soak: setup ## requests under random faults (~1 %), then the books; CI runs it (SOAK_ARGS='--requests 100000' for a long one)
 	$(PY) -m bench.soak $(SOAK_ARGS)
 
-chart: setup ## helm/voxgate: strict lint, render several value sets, validate against Kubernetes 1.27 + 1.37 schemas
+chart: setup prometheus-toolchain ## helm/voxgate: strict lint, render several value sets, validate against Kubernetes 1.27 + 1.37 schemas
 	$(PY) -m pytest -q tests/chart
 
 image: ## build the container image voxgate:<version> (IMAGE=..., CONTAINER=podman; needs a running engine)

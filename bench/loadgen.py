@@ -69,7 +69,8 @@ def _elapsed_ms(started: float) -> float:
 
 
 class GrpcDriver:
-    def __init__(self, target: str, channels: int) -> None:
+    def __init__(self, target: str, channels: int, min_chunk_ms: int = 0) -> None:
+        self._min_chunk_ms = min_chunk_ms or None  # SynthesizeRequest.min_chunk_ms; 0: unset
         # A local subchannel pool per channel: otherwise grpc shares one TCP connection
         # between channels to the same target, and one worker of N would get everything.
         options = [("grpc.use_local_subchannel_pool", 1)]
@@ -82,7 +83,12 @@ class GrpcDriver:
 
     async def one(self, slot: int, text: str, started: float) -> Sample:
         request = speech_pb2.SynthesizeRequest(
-            text=text, model=MODEL, voice=VOICE, format=speech_pb2.AUDIO_FORMAT_PCM, sample_rate=SAMPLE_RATE
+            text=text,
+            model=MODEL,
+            voice=VOICE,
+            format=speech_pb2.AUDIO_FORMAT_PCM,
+            sample_rate=SAMPLE_RATE,
+            min_chunk_ms=self._min_chunk_ms,
         )
         first_packet_ms, audio_bytes = -1.0, 0
         summary: speech_pb2.SynthesisSummary | None = None
@@ -308,7 +314,7 @@ async def run_async(args: argparse.Namespace) -> dict[str, Any]:
     """grpc and direct: asyncio workers (closed loop) or arrivals (open loop)."""
     api_key = os.environ.get("DASHSCOPE_API_KEY", "")
     driver: Driver = (
-        GrpcDriver(args.target, args.channels)
+        GrpcDriver(args.target, args.channels, args.min_chunk_ms)
         if args.variant == "grpc"
         else DirectDriver(args.target, api_key)
     )
@@ -394,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="closed loop: spread the workers' first requests over this long",
     )
     parser.add_argument("--channels", type=int, default=8, help="grpc: HTTP/2 connections used in turn")
+    parser.add_argument("--min-chunk-ms", type=int, default=0, help="grpc: SynthesizeRequest.min_chunk_ms")
     parser.add_argument(
         "--idle", action="store_true", help="only open the connections, print ready, exit on a line (RSS)"
     )

@@ -33,9 +33,10 @@ def rss_kib(pid: int, *, peak: bool = False) -> int:
 
 
 class Child:
-    """A Python module as a child process. :meth:`start` returns the rest of its ready line."""
+    """A Python module (or ``program``) as a child process; :meth:`start` returns its ready line's rest."""
 
-    def __init__(self, *args: str, env: dict[str, str], name: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str], name: str, program: str | None = None) -> None:
+        self.program = program or sys.executable
         self.args = args
         self.env = env
         self.name = name
@@ -50,7 +51,7 @@ class Child:
 
     async def start(self, ready_prefix: str, timeout_s: float = 120.0) -> str:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, *self.args,
+            self.program, *self.args,
             env=self.env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, limit=2**26,
         )  # fmt: skip

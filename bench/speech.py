@@ -36,6 +36,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import procs
+from bench.loadgen import MODEL, SAMPLE_RATE, TEXTS, VOICE
 from bench.stats import Costs, LevelResult, Sample, summarize
 from voxgate.stats.v1 import stats_pb2, stats_pb2_grpc
 from voxgate.workers import lift_open_files_limit
@@ -50,6 +51,8 @@ VARIANTS = {
 SHORT_LEVELS = (1, 20)
 FULL_LEVELS = (1, 10, 100, 500, 1000)
 GRPC_CHANNELS = 16
+GO_LOADGEN = Path(__file__).resolve().parents[1] / "build" / "go" / "bin" / "voxgate-go"
+"""`voxgate-go load --bench` (make clients builds it): the load generator with --loadgen go."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +141,29 @@ class Bench:
         ]  # fmt: skip
         if self.args.rate:
             args += ["--rate", str(self.args.rate)]
+        if kind == "grpc" and self.args.min_chunk_ms:
+            args += ["--min-chunk-ms", str(self.args.min_chunk_ms)]
+        if kind == "grpc" and self.args.loadgen == "go":
+            return self.go_loadgen(variant, target, concurrency, requests)
         return procs.Child(*args, env=self.env, name=f"loadgen ({variant})")
+
+    def go_loadgen(self, variant: str, target: str, concurrency: int, requests: int) -> procs.Child:
+        """The same calls from `voxgate-go load --bench`: a Go gRPC client, cheaper in CPU."""
+        if not GO_LOADGEN.exists():
+            raise SystemExit(f"--loadgen go: {GO_LOADGEN} is not built; run `make clients`")
+        args = [
+            "load", "--bench", "--server", target, "--requests", str(requests),
+            "--connections", str(GRPC_CHANNELS), "--format", "pcm", "--model", MODEL,
+            "--voice", VOICE, "--sample-rate", str(SAMPLE_RATE),
+            *(arg for text in TEXTS for arg in ("--text", text)),
+        ]  # fmt: skip
+        if self.args.rate:
+            args += ["--rate", str(self.args.rate)]
+        else:
+            args += ["--concurrency", str(concurrency), "--ramp-s", str(self.args.ramp_s)]
+        if self.args.min_chunk_ms:
+            args += ["--min-chunk-ms", str(self.args.min_chunk_ms)]
+        return procs.Child(*args, env=self.env, name=f"voxgate-go load ({variant})", program=str(GO_LOADGEN))
 
     # -- one level ---------------------------------------------------------------------------
 
@@ -327,6 +352,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--first-packet-delay-ms", type=int, default=default.first_packet_delay_ms)
     parser.add_argument("--rtf", type=float, default=default.rtf)
     parser.add_argument("--idle-rss", action="store_true", help="also measure RSS per idle warm connection")
+    parser.add_argument(
+        "--loadgen",
+        choices=("python", "go"),
+        default="python",
+        help="voxgate variants' load generator: Python gRPC, or voxgate-go load (make clients)",
+    )
+    parser.add_argument(
+        "--min-chunk-ms",
+        type=int,
+        default=0,
+        help="voxgate variants: SynthesizeRequest.min_chunk_ms (0: unset)",
+    )
     parser.add_argument(
         "--out", type=Path, help="write every result as JSON here (plots: python -m bench.report)"
     )

@@ -140,6 +140,11 @@ _SLOW: dict[str, tuple[str, ...]] = {
     "integration/test_telemetry_pool.py": (
         "test_an_overflow_lease_and_a_cancelled_call_in_spans_and_metrics",
     ),
+    "integration/test_prometheus_queries.py": ("test_every_dashboard_and_alert_query_returns_series",),
+    "integration/test_prometheus_exporter.py": ("test_metrics_endpoint_serves_every_family",),
+    "integration/test_metrics_refused.py": ("test_a_refusing_backend_is_said_once_and_counted",),
+    "integration/test_min_chunk.py": ("test_a_real_time_stream_is_not_held_back_to_fill_a_chunk",),
+    "chart/test_monitoring.py": ("test_promtool_unit_tests_fire_and_do_not_fire_each_alert",),
     "integration/test_upstream_silence.py": ("test_a_paced_stream_longer_than_the_frame_timeout_completes",),
     "integration/test_vendor_sdk.py": (
         "test_pool_reuses_its_sockets",

@@ -144,6 +144,25 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             },
         ],
     },
+    # Prometheus scrapes the pods by annotation; OTLP stays off.
+    "metrics-scrape": {"metrics": {"enabled": True}},
+    # Everything for the Prometheus Operator and Grafana, beside OTLP, with two workers (two ports).
+    "monitoring": {
+        "otel": {"enabled": True},
+        "config": {"VOXGATE_WORKERS": 2},
+        "metrics": {
+            "enabled": True,
+            "port": 9100,
+            "podAnnotations": False,
+            "serviceMonitor": {
+                "enabled": True,
+                "interval": "30s",
+                "labels": {"release": "kube-prometheus-stack"},
+            },
+            "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "dashboard": {"enabled": True, "annotations": {"grafana_folder": "voxgate"}},
+        },
+    },
     # The longest names a release can give: every object name must still fit 63 characters.
     "long-names": {"fullnameOverride": "x" * 63, "headless": {"enabled": True}},
 }

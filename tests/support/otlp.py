@@ -5,6 +5,9 @@ back the spans and metrics the process exported over the wire; the tracing bench
 exports to it. It serves the real ``TraceService`` and ``MetricsService`` of
 ``opentelemetry-proto`` on loopback, in its own threads, so it works beside any event
 loop: ``with OtlpReceiver() as receiver: ...receiver.endpoint...``.
+
+``OtlpReceiver(refuse_metrics=True)`` plays a trace-only backend (Arize Phoenix, for one): it
+answers every metrics export with ``UNIMPLEMENTED`` and counts them in ``metrics_refused``.
 """
 
 from __future__ import annotations
@@ -85,8 +88,11 @@ class ReceivedSpan:
 class OtlpReceiver:
     """Receives OTLP/gRPC traces and metrics on ``127.0.0.1`` (ephemeral port) and keeps them."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", *, refuse_metrics: bool = False) -> None:
         self._host = host
+        self._refuse_metrics = refuse_metrics
+        self.metrics_refused = 0
+        """Metrics exports answered UNIMPLEMENTED (with ``refuse_metrics``)."""
         self._lock = threading.Condition()
         self._traces: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self._metrics: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
@@ -102,7 +108,7 @@ class OtlpReceiver:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceSink(self._keep_traces), server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
-            _MetricsSink(self._keep_metrics), server
+            _MetricsSink(self._keep_metrics, self._refuse if self._refuse_metrics else None), server
         )
         self.port = server.add_insecure_port(f"{self._host}:0")
         server.start()
@@ -160,6 +166,11 @@ class OtlpReceiver:
             self._traces.append(request)
             self._lock.notify_all()
 
+    def _refuse(self) -> None:
+        with self._lock:
+            self.metrics_refused += 1
+            self._lock.notify_all()
+
     def _keep_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:
         with self._lock:
             self._metrics.append(request)
@@ -178,12 +189,22 @@ class _TraceSink(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 class _MetricsSink(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, keep: Callable[[metrics_service_pb2.ExportMetricsServiceRequest], None]) -> None:
+    def __init__(
+        self,
+        keep: Callable[[metrics_service_pb2.ExportMetricsServiceRequest], None],
+        refuse: Callable[[], None] | None,
+    ) -> None:
         self._keep = keep
+        self._refuse = refuse
 
     def Export(
         self, request: metrics_service_pb2.ExportMetricsServiceRequest, context: grpc.ServicerContext
     ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+        if self._refuse is not None:
+            self._refuse()
+            context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, "unknown service opentelemetry.proto.collector.metrics"
+            )
         self._keep(request)
         return metrics_service_pb2.ExportMetricsServiceResponse()
 

@@ -160,7 +160,19 @@ rather than rendered into something that misbehaves in the cluster. Included by 
 {{- if and (or $v.autoscaling.pool.enabled $v.keda.enabled) (not $v.otel.enabled) }}
 {{- fail "autoscaling.pool.enabled and keda.enabled scale on voxgate's pool metrics, which voxgate exports only over OTLP: set otel.enabled=true and route them to Prometheus (docs/deploy.md)" }}
 {{- end }}
+{{- if and $v.metrics.enabled $v.metrics.podAnnotations (gt (int $v.config.VOXGATE_WORKERS) 1) }}
+{{- fail "metrics.podAnnotations name one port, but each of the VOXGATE_WORKERS workers serves its own (metrics.port + i): set metrics.podAnnotations=false and metrics.serviceMonitor.enabled=true" }}
+{{- end }}
 {{- $chartEnv := list "VOXGATE_LISTEN" "VOXGATE_DRAIN_GRACE_S" "DASHSCOPE_API_KEY" }}
+{{- $metricsEnv := list "OTEL_METRICS_EXPORTER" "OTEL_EXPORTER_PROMETHEUS_HOST" "OTEL_EXPORTER_PROMETHEUS_PORT" }}
+{{- if $v.metrics.enabled }}
+{{- $chartEnv = concat $chartEnv $metricsEnv }}
+{{- range $metricsEnv }}
+{{- if hasKey $v.otel.extraEnv . }}
+{{- fail (printf "otel.extraEnv: %s is set by metrics.enabled; change it through metrics.*" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $chartEnv = concat $chartEnv (keys $v.config) }}
 {{- if $v.otel.enabled }}
 {{- $chartEnv = concat $chartEnv (list "OTEL_EXPORTER_OTLP_ENDPOINT" "OTEL_EXPORTER_OTLP_PROTOCOL" "OTEL_SERVICE_NAME" "OTEL_RESOURCE_ATTRIBUTES" "K8S_POD_NAME" "K8S_NAMESPACE_NAME") (keys $v.otel.extraEnv) }}
@@ -169,5 +181,20 @@ rather than rendered into something that misbehaves in the cluster. Included by 
 {{- if has .name $chartEnv }}
 {{- fail (printf "extraEnv: %s is set by the chart; change it through its value (config, apiKey, containerPort, drain or otel), not extraEnv" .name) }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The /metrics ports, one per worker (worker i serves metrics.port + i), as a YAML list of
+{name, port}; empty without metrics.enabled. Port names are at most 15 characters.
+*/}}
+{{- define "voxgate.metricsPorts" -}}
+{{- if .Values.metrics.enabled }}
+{{- range $i := until (int .Values.config.VOXGATE_WORKERS) }}
+- name: {{ ternary "metrics" (printf "metrics-%d" $i) (eq $i 0) }}
+  port: {{ add (int $.Values.metrics.port) $i }}
+{{- end }}
+{{- else }}
+[]
 {{- end }}
 {{- end }}

@@ -9,7 +9,14 @@ the SDK and exporters read the rest themselves (``OTEL_SERVICE_NAME``,
 ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_EXPORTER_OTLP_HEADERS``, ...). Spans leave in
 batches from a background thread; :meth:`Telemetry.shutdown` flushes them.
 
-With no endpoint, or ``OTEL_SDK_DISABLED=true``, nothing is set up: the tracer and
+``OTEL_METRICS_EXPORTER`` (a comma-separated list, default ``otlp``) may name ``prometheus``
+instead of or beside ``otlp``: metrics are then served for scraping on
+``http://OTEL_EXPORTER_PROMETHEUS_HOST:OTEL_EXPORTER_PROMETHEUS_PORT/metrics``
+(:mod:`voxgate.observability.prometheus`), no collector needed. An OTLP metrics endpoint that
+answers ``UNIMPLEMENTED`` (a trace-only backend) is said once, then rarely, and counted
+(:mod:`voxgate.observability.refusals`).
+
+With no endpoint (and no ``prometheus``), or ``OTEL_SDK_DISABLED=true``, nothing is set up: the tracer and
 meter are the API's no-op ones, :attr:`Telemetry.enabled` is False and callers skip
 their instrumentation (the gRPC interceptor is not even installed).
 
@@ -28,10 +35,12 @@ from typing import TYPE_CHECKING, Final
 
 from opentelemetry import metrics, trace
 
-from voxgate.observability.names import INSTRUMENTATION_NAME
+from voxgate.observability import prometheus
+from voxgate.observability.names import INSTRUMENTATION_NAME, METRIC_TELEMETRY_METRICS_REFUSED
+from voxgate.observability.refusals import MetricsRefusals
 
 if TYPE_CHECKING:  # the SDK is imported lazily: a process with telemetry off never loads it
-    from opentelemetry.sdk.metrics.export import MetricExporter
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
     from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger(__name__)
@@ -42,6 +51,9 @@ _ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 CAPTURE_MESSAGE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """The GenAI conventions' opt-in for prompt and answer content in spans (off by default)."""
 _PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
+_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
+EXPORTER_OTLP: Final = "otlp"
+EXPORTER_PROMETHEUS: Final = "prometheus"
 
 
 class TelemetryConfigError(ValueError):
@@ -61,6 +73,8 @@ class Telemetry:
     capture_message_content: bool = False
     """``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``: prompts and answers go into
     the ``chat`` spans (see :mod:`voxgate.generation.content`)."""
+    metrics_url: str | None = None
+    """Where Prometheus scrapes them (``OTEL_METRICS_EXPORTER=prometheus``), else None."""
     _shutdowns: tuple[Callable[[], object], ...] = field(default=(), repr=False)
 
     @property
@@ -102,7 +116,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> Telemetry:
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return disabled()
     want_traces = _signal_on(env, "TRACES")
-    want_metrics = _signal_on(env, "METRICS")
+    metric_exporters = _metric_exporters(env)
+    want_otlp_metrics = EXPORTER_OTLP in metric_exporters and _signal_on(env, "METRICS")
+    want_prometheus = EXPORTER_PROMETHEUS in metric_exporters
+    want_metrics = want_otlp_metrics or want_prometheus
     if not (want_traces or want_metrics):
         return disabled()
 
@@ -115,6 +132,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Telemetry:
     tracer: trace.Tracer = trace.NoOpTracer()
     meter: metrics.Meter = metrics.NoOpMeter(INSTRUMENTATION_NAME)
     shutdowns: list[Callable[[], object]] = []
+    metrics_url: str | None = None
     if want_traces:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -128,18 +146,48 @@ def from_env(environ: Mapping[str, str] | None = None) -> Telemetry:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        # The export interval comes from OTEL_METRIC_EXPORT_INTERVAL (default 60 s);
-        # shutdown collects and exports once more.
-        reader = PeriodicExportingMetricReader(_metric_exporter(_protocol(env, "METRICS")))
-        meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+        readers: list[MetricReader] = []
+        if want_otlp_metrics:
+            # The export interval comes from OTEL_METRIC_EXPORT_INTERVAL (default 60 s);
+            # shutdown collects and exports once more.
+            readers.append(PeriodicExportingMetricReader(_metric_exporter(_protocol(env, "METRICS"))))
+        refusals = MetricsRefusals()
+        if want_otlp_metrics and _protocol(env, "METRICS") == PROTOCOL_GRPC:
+            refusals.install()
+        if want_prometheus:
+            try:
+                endpoint = prometheus.start(env)
+            except (prometheus.PrometheusConfigError, OSError) as exc:
+                raise TelemetryConfigError(f"{_METRICS_EXPORTER}=prometheus: {exc}") from exc
+            readers.append(endpoint.reader)
+            shutdowns.append(endpoint.shutdown)
+            metrics_url = endpoint.url
+        meter_provider = MeterProvider(resource=resource, metric_readers=readers)
         meter = meter_provider.get_meter(INSTRUMENTATION_NAME)
-        shutdowns.append(meter_provider.shutdown)
+        if want_otlp_metrics:
+            # Written from the first refusal on: a backend that accepts metrics never sees it.
+            meter.create_observable_counter(
+                METRIC_TELEMETRY_METRICS_REFUSED,
+                callbacks=[lambda _options: [metrics.Observation(n) for n in (refusals.count,) if n]],
+                unit="{export}",
+                description="metrics exports the OTLP endpoint refused as UNIMPLEMENTED (trace-only backend)",
+            )
+
+        def stop_metrics() -> None:
+            # The last export happens inside shutdown: the filter leaves only after it.
+            try:
+                meter_provider.shutdown()
+            finally:
+                refusals.uninstall()
+
+        shutdowns.insert(0, stop_metrics)
     return Telemetry(
         tracer=tracer,
         meter=meter,
         traces=want_traces,
         capture_message_content=env.get(CAPTURE_MESSAGE_CONTENT, "").strip().lower() == "true",
         metrics=want_metrics,
+        metrics_url=metrics_url,
         _shutdowns=tuple(shutdowns),
     )
 
@@ -147,17 +195,41 @@ def from_env(environ: Mapping[str, str] | None = None) -> Telemetry:
 def describe(telemetry: Telemetry, environ: Mapping[str, str] | None = None) -> str:
     """One line for the start-up log: what is exported, and where (no headers: they may hold tokens)."""
     if not telemetry.enabled:
-        return f"telemetry off (set {_ENDPOINT} to export traces and metrics over OTLP)"
+        return (
+            f"telemetry off (set {_ENDPOINT} to export traces and metrics over OTLP, "
+            f"{_METRICS_EXPORTER}=prometheus to serve metrics for scraping)"
+        )
     env = os.environ if environ is None else environ
-    signals = [name for name, on in (("traces", telemetry.traces), ("metrics", telemetry.metrics)) if on]
-    endpoint = env.get(_ENDPOINT) or "per-signal endpoints"
-    return f"telemetry: {' and '.join(signals)} over OTLP ({_protocol(env, 'TRACES')}) to {endpoint}"
+    otlp_metrics = (
+        telemetry.metrics and _signal_on(env, "METRICS") and EXPORTER_OTLP in _metric_exporters(env)
+    )
+    over_otlp = [name for name, on in (("traces", telemetry.traces), ("metrics", otlp_metrics)) if on]
+    parts = []
+    if over_otlp:
+        endpoint = env.get(_ENDPOINT) or "per-signal endpoints"
+        parts.append(f"{' and '.join(over_otlp)} over OTLP ({_protocol(env, 'TRACES')}) to {endpoint}")
+    if telemetry.metrics_url:
+        parts.append(f"metrics for Prometheus at {telemetry.metrics_url}")
+    return f"telemetry: {'; '.join(parts)}"
 
 
 def _signal_on(env: Mapping[str, str], signal: str) -> bool:
     if env.get(f"OTEL_{signal}_EXPORTER", "otlp").strip().lower() == "none":
         return False
     return bool(env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or env.get(_ENDPOINT))
+
+
+def _metric_exporters(env: Mapping[str, str]) -> set[str]:
+    """``OTEL_METRICS_EXPORTER`` as a set: ``otlp`` (the default), ``prometheus``, both, or none."""
+    raw = env.get(_METRICS_EXPORTER, "").strip().lower() or EXPORTER_OTLP
+    chosen = {name.strip() for name in raw.split(",") if name.strip()}
+    unknown = chosen - {EXPORTER_OTLP, EXPORTER_PROMETHEUS, "none"}
+    if unknown:
+        raise TelemetryConfigError(
+            f"{_METRICS_EXPORTER}: must be {EXPORTER_OTLP}, {EXPORTER_PROMETHEUS}, both "
+            f"(comma-separated) or none (got {env.get(_METRICS_EXPORTER)!r})"
+        )
+    return set() if "none" in chosen else chosen
 
 
 def _protocol(env: Mapping[str, str], signal: str) -> str:

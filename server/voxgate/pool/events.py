@@ -115,6 +115,8 @@ class PoolStats:
     ready: bool
     serving: bool
     closing: bool
+    rejected: bool = False
+    """The upstream refuses us (credentials, quota): the breaker probes slowly until it accepts."""
 
     @property
     def open(self) -> int:

@@ -182,6 +182,7 @@ class Pool(PoolBase[C]):
             ready=self.ready,
             serving=self._breaker.serving,
             closing=self._closing,
+            rejected=self._breaker.rejected_reason is not None,
         )
 
     def __repr__(self) -> str:

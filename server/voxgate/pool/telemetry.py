@@ -100,6 +100,12 @@ class PoolTelemetry:
             unit="1",
             description="1 while the pool can serve (warm, upstream accepting us), else 0",
         )
+        meter.create_observable_gauge(
+            names.METRIC_POOL_REJECTED,
+            [self._observe_rejected],
+            unit="1",
+            description="1 while the upstream refuses our key or quota (the breaker probes slowly), else 0",
+        )
 
     def on_event(self, event: PoolEvent) -> None:
         if isinstance(event, LeaseGranted):
@@ -187,6 +193,9 @@ class PoolTelemetry:
 
     def _observe_serving(self, _options: CallbackOptions) -> Iterable[Observation]:
         return () if self._stats is None else (Observation(int(self._stats().serving), self._pool),)
+
+    def _observe_rejected(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return () if self._stats is None else (Observation(int(self._stats().rejected), self._pool),)
 
 
 def _idle(stats: PoolStats) -> int:

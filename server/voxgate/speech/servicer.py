@@ -23,6 +23,7 @@ from voxgate.rpc.errors import MD_AUDIO_BYTES_SENT, Failure, classifier
 from voxgate.rpc.retry import GaveUp, RetryPolicy, deadline_of, run_with_retries
 from voxgate.rpc.shutdown import SHUTTING_DOWN_NOW
 from voxgate.rpc.stall import WriteGuard, WriteStalled
+from voxgate.speech import coalesce
 from voxgate.speech.connection import Synthesizer
 from voxgate.speech.errors import classify_speech, speech_failure
 from voxgate.speech.protocol import SynthesisParams, SynthesisTask
@@ -121,13 +122,16 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             )
         try:
             params = synthesis_params(request, self._defaults)
+            min_chunk_bytes = coalesce.min_chunk_bytes(request, params)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
         with WriteGuard(self._write_stall_timeout_s) as guard:
             try:
                 summary = await run_with_retries(
-                    lambda attempt: self._attempt(params, request.text, context, guard, progress, attempt),
+                    lambda attempt: self._attempt(
+                        params, request.text, context, guard, progress, attempt, min_chunk_bytes
+                    ),
                     policy=self._retry,
                     classify=classify_speech,
                     sent_anything=lambda: progress.audio_bytes > 0,
@@ -224,6 +228,7 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         guard: WriteGuard,
         progress: _Progress,
         attempt: int,
+        min_chunk_bytes: int | None = None,
     ) -> speech_pb2.SynthesisSummary:
         progress.attempts = attempt
         lease: Lease[Synthesizer] | None = await self._pool.acquire(self._acquire_timeout(context))
@@ -240,9 +245,12 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
             async with (
                 self._telemetry.task(task, progress.attempts) as span,
                 contextlib.aclosing(
-                    lease.conn.run(task, text)
-                    if isinstance(text, str)
-                    else lease.conn.run_stream(task, text.reader())
+                    coalesce.coalesced(
+                        lease.conn.run(task, text)
+                        if isinstance(text, str)
+                        else lease.conn.run_stream(task, text.reader()),
+                        min_chunk_bytes,
+                    )
                 ) as audio_stream,
             ):
                 async for audio in audio_stream:

@@ -5,6 +5,8 @@
 //	voxgate-go generate PROMPT [--stream] [--system TEXT] [--model M] [--max-tokens N] [--json]
 //	                      [--image FILE_OR_URL]... [--think] [--tool NAME[=JSON_SCHEMA]]... [--tool-choice C]
 //	                      [--timeout SECONDS (default 120)]
+//	voxgate-go load [--concurrency N | --rate PER_SECOND] [--requests N | --duration SECONDS] [--json] ...
+//	                      (a load generator: load.go)
 //
 // Both take --server HOST:PORT (default 127.0.0.1:50051), and for a voxgate with TLS or caller keys
 // --token KEY (default $VOXGATE_TOKEN), --tls, --ca-file FILE, --cert FILE --key FILE
@@ -48,7 +50,10 @@ var usages = map[string]string{
 		" [--server HOST:PORT] [--timeout SECONDS] [--json]" + connectionUsage,
 }
 
-var usage = usages["synth"] + "\n" + strings.Replace(usages["generate"], "usage:", "      ", 1)
+var usage = usages["synth"] + "\n" + strings.Replace(usages["generate"], "usage:", "      ", 1) +
+	"\n" + strings.Replace(loadUsage, "usage:", "      ", 1)
+
+func init() { usages["load"] = loadUsage }
 
 var formats = map[string]speechv1.AudioFormat{
 	"pcm":  speechv1.AudioFormat_AUDIO_FORMAT_PCM,
@@ -449,7 +454,7 @@ func enableRetries() {
 func main() {
 	enableRetries()
 	commands := map[string]func([]string) error{
-		"synth": synth, "generate": generate, "synth-stdin": synthStdin, "speak": speak,
+		"synth": synth, "generate": generate, "synth-stdin": synthStdin, "speak": speak, "load": load,
 	}
 	if len(os.Args) == 2 && (os.Args[1] == "-h" || os.Args[1] == "--help") {
 		fmt.Println(usage)

@@ -21,7 +21,7 @@ AUDIO_FORMAT_MP3: AudioFormat
 AUDIO_FORMAT_OPUS: AudioFormat
 
 class SynthesizeRequest(_message.Message):
-    __slots__ = ("text", "model", "voice", "format", "sample_rate", "volume", "rate", "pitch", "seed", "bit_rate", "enable_ssml", "instruction", "language_hints", "word_timestamp_enabled", "enable_markdown_filter")
+    __slots__ = ("text", "model", "voice", "format", "sample_rate", "volume", "rate", "pitch", "seed", "bit_rate", "enable_ssml", "instruction", "language_hints", "word_timestamp_enabled", "enable_markdown_filter", "min_chunk_ms")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class SynthesizeRequest(_message.Message):
     LANGUAGE_HINTS_FIELD_NUMBER: _ClassVar[int]
     WORD_TIMESTAMP_ENABLED_FIELD_NUMBER: _ClassVar[int]
     ENABLE_MARKDOWN_FILTER_FIELD_NUMBER: _ClassVar[int]
+    MIN_CHUNK_MS_FIELD_NUMBER: _ClassVar[int]
     text: str
     model: str
     voice: str
@@ -52,7 +53,8 @@ class SynthesizeRequest(_message.Message):
     language_hints: _containers.RepeatedScalarFieldContainer[str]
     word_timestamp_enabled: bool
     enable_markdown_filter: bool
-    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., voice: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., sample_rate: _Optional[int] = ..., volume: _Optional[int] = ..., rate: _Optional[float] = ..., pitch: _Optional[float] = ..., seed: _Optional[int] = ..., bit_rate: _Optional[int] = ..., enable_ssml: _Optional[bool] = ..., instruction: _Optional[str] = ..., language_hints: _Optional[_Iterable[str]] = ..., word_timestamp_enabled: _Optional[bool] = ..., enable_markdown_filter: _Optional[bool] = ...) -> None: ...
+    min_chunk_ms: int
+    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., voice: _Optional[str] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., sample_rate: _Optional[int] = ..., volume: _Optional[int] = ..., rate: _Optional[float] = ..., pitch: _Optional[float] = ..., seed: _Optional[int] = ..., bit_rate: _Optional[int] = ..., enable_ssml: _Optional[bool] = ..., instruction: _Optional[str] = ..., language_hints: _Optional[_Iterable[str]] = ..., word_timestamp_enabled: _Optional[bool] = ..., enable_markdown_filter: _Optional[bool] = ..., min_chunk_ms: _Optional[int] = ...) -> None: ...
 
 class SynthesizeResponse(_message.Message):
     __slots__ = ("audio", "summary")
