@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import logging
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
@@ -45,19 +43,16 @@ from voxgate.speech.protocol import (
 )
 
 from . import speech_events
-from .audio import Encoder, new_encoder
+from .audio import new_encoder
 from .espeak import SpeechError
-from .faults import Faults
 from .speech_request import (
     CODE_INVALID_PARAMETER,
     ERROR_MISSING_INPUT,
     RequestError,
-    TaskSpec,
     parse_run_task,
 )
-from .text import SentenceBuffer, is_ssml, strip_ssml
-
-from .speech_tasks import ServedTaskState, Sentence, Task, TaskEnded, invalid_action
+from .speech_tasks import Sentence, ServedTaskState, Task, TaskEnded, invalid_action
+from .text import is_ssml, strip_ssml
 
 if TYPE_CHECKING:
     from .speech_ws import SpeechEndpoint

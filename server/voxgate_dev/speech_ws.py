@@ -18,7 +18,7 @@ from .auth import error_body, error_response, is_authorized, unauthorized
 from .espeak import SpeechEngine
 from .faults import Faults, FaultSwitch
 from .options import UpstreamOptions
-from .speech_session import CLOSE_POLICY_VIOLATION, MAX_CLOSE_REASON, CLOSE_TIMEOUT_S, Session
+from .speech_session import CLOSE_POLICY_VIOLATION, CLOSE_TIMEOUT_S, MAX_CLOSE_REASON, Session
 from .stats import Stats
 
 __all__ = ["CLOSE_TIMEOUT_S", "SpeechEndpoint"]

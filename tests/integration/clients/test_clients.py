@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from audio_checks import pcm_rms, read_wav
@@ -152,6 +153,8 @@ async def test_generate_sends_images_prints_reasoning_and_tool_calls(
     assert missing.returncode == 2 and "--image" in missing.stderr
 
 
+# The Java CLI has no synth-stdin or speak yet (issue 15 landed after it): Go and Node only.
+@pytest.mark.parametrize("cli", ["go", "node"], indirect=True)
 async def test_synth_stdin_speaks_piped_text(cli: Cli, served: str, tmp_path: Path) -> None:
     out = tmp_path / "piped.wav"
     done = await cli.run("synth-stdin", "-o", str(out), "--server", served, stdin=TEXT.encode())
@@ -161,6 +164,8 @@ async def test_synth_stdin_speaks_piped_text(cli: Cli, served: str, tmp_path: Pa
     assert "pieces of text; first audio" in done.stdout
 
 
+# The Java CLI has no synth-stdin or speak yet (issue 15 landed after it): Go and Node only.
+@pytest.mark.parametrize("cli", ["go", "node"], indirect=True)
 async def test_speak_prints_the_answer_and_writes_its_audio(cli: Cli, served: str, tmp_path: Path) -> None:
     out = tmp_path / "answer.wav"
     prompt = "Say hello to the polyglot clients"
