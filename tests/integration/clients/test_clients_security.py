@@ -1,4 +1,4 @@
-"""The Node and Go clients against a voxgate with TLS and caller keys (docs/security.md).
+"""The Go, Java and Node clients against a voxgate with TLS and caller keys (docs/security.md).
 
 The gateway runs in this process (tests/conftest.py's parts) with certificates and a callers file
 made here; each test runs once per client, as the process a user runs.
@@ -17,7 +17,7 @@ import pytest
 
 from audio_checks import read_wav
 from harness import TEXT, child_env, gateway_settings, running_gateway, wait_serving
-from polyglot import COMMANDS, Cli, Completed, built
+from polyglot import COMMANDS, POLYGLOT, Cli, Completed, built
 from support.certs import Authority
 from voxgate.app import App
 from voxgate.rpc.callers import key_sha256, new_key
@@ -26,9 +26,8 @@ from voxgate_dev import DevUpstream
 KEY = new_key()
 
 
-@pytest.fixture(params=["go", "node"])
+@pytest.fixture(params=POLYGLOT)
 def cli(request: pytest.FixtureRequest) -> Cli:
-    """Node and Go: the Java client (clients/java) takes no TLS or caller key yet."""
     return built(request.param)
 
 
