@@ -114,9 +114,17 @@ final class PemFiles {
 
   /** The named curve's OID (its whole DER) from a SEC 1 ECPrivateKey's [0] parameters. */
   private static byte[] curve(Path path, byte[] sec1) throws IOException {
+    try {
+      return namedCurve(sec1);
+    } catch (IOException e) {
+      throw new IOException(path + ": " + e.getMessage(), e);
+    }
+  }
+
+  private static byte[] namedCurve(byte[] sec1) throws IOException {
     Der outer = new Der(sec1, 0);
     if (outer.tag != 0x30) {
-      throw new IOException(path + ": not a SEC 1 EC private key");
+      throw new IOException("not a SEC 1 EC private key");
     }
     int at = outer.contentStart;
     while (at < outer.end) {
@@ -129,7 +137,7 @@ final class PemFiles {
       }
       at = element.end;
     }
-    throw new IOException(path + ": the EC key names no curve; convert it to PKCS#8 (openssl pkcs8 -topk8 -nocrypt)");
+    throw new IOException("the EC key names no curve; convert it to PKCS#8 (openssl pkcs8 -topk8 -nocrypt)");
   }
 
   /** PrivateKeyInfo: version 0, the algorithm identifier, the key bytes in an OCTET STRING. */
