@@ -46,10 +46,12 @@ const USAGES = {
 // Streaming text in (not in the conformance table: Python's `voxgate synth --stdin` is one flag).
 USAGES['synth-stdin'] =
   `usage: ${PROG} synth-stdin [-o OUTPUT] [--server SERVER] [--format {mp3,opus,pcm,wav}] [--sample-rate HZ]` +
-  ' [--voice VOICE] [--model MODEL] [--timeout SECONDS]';
+  ' [--voice VOICE] [--model MODEL] [--timeout SECONDS]' +
+  CONNECTION_USAGE;
 USAGES.speak =
   `usage: ${PROG} speak PROMPT [-o OUTPUT] [--server SERVER] [--format {mp3,opus,pcm,wav}] [--sample-rate HZ]` +
-  ' [--voice VOICE] [--model MODEL] [--timeout SECONDS]';
+  ' [--voice VOICE] [--model MODEL] [--timeout SECONDS]' +
+  CONNECTION_USAGE;
 const USAGE = `${USAGES.synth}\n${USAGES.generate.replace('usage:', '      ')}`;
 
 /** Bad command-line input: exit status 2, the command's usage first (as argparse does). */

@@ -121,7 +121,10 @@ class VoxgateClient {
       channelOverride: this.speech.getChannel(),
       interceptors,
     });
-    this.voice = new services.VoiceService(target, credentials, { channelOverride: this.speech.getChannel() });
+    this.voice = new services.VoiceService(target, credentials, {
+      channelOverride: this.speech.getChannel(),
+      interceptors,
+    });
   }
 
   close() {

@@ -1,4 +1,4 @@
-"""The Node and Go clients against a voxgate with TLS and caller keys (docs/security.md).
+"""The Go, Java and Node clients against a voxgate with TLS and caller keys (docs/security.md).
 
 The gateway runs in this process (tests/conftest.py's parts) with certificates and a callers file
 made here; each test runs once per client, as the process a user runs.
@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from audio_checks import read_wav
 from harness import TEXT, child_env, gateway_settings, running_gateway, wait_serving
-from polyglot import COMMANDS, Cli, Completed, built
+from polyglot import COMMANDS, POLYGLOT, Cli, Completed, built
 from support.certs import Authority
 from voxgate.app import App
 from voxgate.rpc.callers import key_sha256, new_key
@@ -26,9 +27,8 @@ from voxgate_dev import DevUpstream
 KEY = new_key()
 
 
-@pytest.fixture(params=["go", "node"])
+@pytest.fixture(params=POLYGLOT)
 def cli(request: pytest.FixtureRequest) -> Cli:
-    """Node and Go: the Java client (clients/java) takes no TLS or caller key yet."""
     return built(request.param)
 
 
@@ -132,10 +132,26 @@ async def test_plaintext_against_the_tls_port_fails(cli: Cli, gateway: App, tmp_
     assert "UNAVAILABLE" in done.stderr or "DEADLINE_EXCEEDED" in done.stderr
 
 
+@pytest.mark.parametrize("key_format", ["pkcs8", "sec1"])
 async def test_mutual_tls_with_a_client_certificate(
-    cli: Cli, upstream: DevUpstream, gateway_env: dict[str, Any], ca: Authority, tmp_path: Path
+    cli: Cli,
+    upstream: DevUpstream,
+    gateway_env: dict[str, Any],
+    ca: Authority,
+    tmp_path: Path,
+    key_format: str,
 ) -> None:
+    """The client key as tests/support/certs.py writes it (PKCS#8), and as `openssl ecparam` does (SEC 1)."""
     client_cert, client_key = ca.client("polyglot-mtls").write(tmp_path, "client")
+    if key_format == "sec1":
+        key = serialization.load_pem_private_key(client_key.read_bytes(), password=None)
+        sec1 = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        assert sec1.startswith(b"-----BEGIN EC PRIVATE KEY-----")
+        client_key.write_bytes(sec1)
     env = {**gateway_env, "VOXGATE_TLS_CLIENT_CA_FILE": tmp_path / "ca.crt"}
     async with running_gateway(gateway_settings(upstream, **env), wait_ready=False) as app:
         await wait_serving(f"127.0.0.1:{app.health_port}")
@@ -156,6 +172,22 @@ async def test_mutual_tls_with_a_client_certificate(
         assert refused.returncode == 1  # no client certificate: the handshake fails
         [usage] = app.edge.ledger.snapshot()
         assert (usage.name, usage.requests) == ("polyglot-mtls", 1)
+
+
+@pytest.mark.parametrize("language", ["go", "node"])  # the CLIs with synth-stdin and speak
+async def test_streaming_commands_over_tls_with_a_token(language: str, gateway: App, tmp_path: Path) -> None:
+    cli = built(language)
+    connection = ("--server", gateway.address, "--ca-file", str(tmp_path / "ca.crt"), "--token", KEY)
+    piped = await cli.run("synth-stdin", "-o", str(tmp_path / "piped.wav"), *connection, stdin=TEXT.encode())
+    assert piped.returncode == 0, piped.stderr
+    assert read_wav((tmp_path / "piped.wav").read_bytes()).seconds > 1
+    spoken = await cli.run("speak", "Say hello", "-o", str(tmp_path / "spoken.wav"), *connection)
+    assert spoken.returncode == 0, spoken.stderr
+    assert "Hello! You said: Say hello" in spoken.stdout
+    assert read_wav((tmp_path / "spoken.wav").read_bytes()).seconds > 0
+    unkeyed = await cli.run("speak", "Hi", "-o", str(tmp_path / "no.wav"), *connection[:4])
+    assert unkeyed.returncode == 1
+    assert "UNAUTHENTICATED" in unkeyed.stderr
 
 
 async def test_grpcurl_over_tls_with_a_token(gateway: App, tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ import (
 // Streaming text in (not in the conformance table: Python's `voxgate synth --stdin` is one flag).
 func init() {
 	usages["synth-stdin"] = "usage: " + prog + " synth-stdin [-o OUTPUT] [--server SERVER] [--format {mp3,opus,pcm,wav}]" +
-		" [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--timeout SECONDS]"
+		" [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--timeout SECONDS]" + connectionUsage
 	usages["speak"] = "usage: " + prog + " speak PROMPT [-o OUTPUT] [--server SERVER] [--format {mp3,opus,pcm,wav}]" +
-		" [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--timeout SECONDS]"
+		" [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--timeout SECONDS]" + connectionUsage
 }
 
 // audioFlags are the options of synth-stdin and speak.
@@ -84,7 +84,7 @@ func synthStdin(args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.Dial(opts.server)
+	c, err := client.DialWith(opts.server, opts.security)
 	if err != nil {
 		return err
 	}
@@ -129,7 +129,7 @@ func speak(args []string) error {
 	request := &voicev1.SpeakRequest{
 		Model: opts.model, Messages: []*generationv1.Message{{Role: "user", Content: prompt}}, Speech: config,
 	}
-	c, err := client.Dial(opts.server)
+	c, err := client.DialWith(opts.server, opts.security)
 	if err != nil {
 		return err
 	}

@@ -43,14 +43,15 @@ import voxgate.speech.v1.Speech.SynthesizeRequest;
  */
 public final class Cli {
   static final String PROG = "voxgate-java";
+  static final String CONNECTION_USAGE = " [--token KEY] [--tls] [--ca-file FILE] [--cert FILE] [--key FILE]";
   static final String SYNTH_USAGE =
       "usage: " + PROG + " synth TEXT [-o FILE] [--server HOST:PORT] [--format {mp3,opus,pcm,wav}]"
           + " [--sample-rate HZ] [--voice VOICE] [--model MODEL] [--rate FACTOR] [--pitch FACTOR]"
-          + " [--volume N] [--timeout SECONDS]";
+          + " [--volume N] [--timeout SECONDS]" + CONNECTION_USAGE;
   static final String GENERATE_USAGE =
       "usage: " + PROG + " generate PROMPT [--stream] [--model MODEL] [--system TEXT] [--max-tokens N]"
           + " [--image FILE_OR_URL] [--think] [--tool NAME[=JSON_SCHEMA]] [--tool-choice CHOICE]"
-          + " [--server HOST:PORT] [--timeout SECONDS] [--json]";
+          + " [--server HOST:PORT] [--timeout SECONDS] [--json]" + CONNECTION_USAGE;
   static final String USAGE = SYNTH_USAGE + "\n" + GENERATE_USAGE.replace("usage:", "      ");
 
   private static final Map<String, AudioFormat> FORMATS =
@@ -218,6 +219,20 @@ public final class Cli {
       return positionals.get(0);
     }
 
+    /** --token (default $VOXGATE_TOKEN), --tls, --ca-file, --cert and --key (docs/security.md). */
+    Security security() throws UsageError {
+      String token = values.containsKey("--token") ? values.get("--token") : System.getenv("VOXGATE_TOKEN");
+      if (values.containsKey("--cert") != values.containsKey("--key")) {
+        throw new UsageError("--cert and --key go together");
+      }
+      return new Security(token, flag("--tls"), path("--ca-file"), path("--cert"), path("--key"));
+    }
+
+    private Path path(String name) {
+      String value = values.get(name);
+      return value == null || value.isEmpty() ? null : Path.of(value);
+    }
+
     Duration timeout(double fallbackS) throws UsageError {
       Double seconds = number("--timeout");
       return Duration.ofNanos((long) ((seconds == null ? fallbackS : seconds) * 1e9));
@@ -227,11 +242,11 @@ public final class Cli {
   private int synth(String[] args) throws UsageError, IOException {
     Map<String, String> valued = new HashMap<>();
     for (String name : List.of("--output", "--server", "--format", "--sample-rate", "--voice", "--model",
-        "--rate", "--pitch", "--volume", "--timeout")) {
+        "--rate", "--pitch", "--volume", "--timeout", "--token", "--ca-file", "--cert", "--key")) {
       valued.put(name, name);
     }
     valued.put("-o", "--output");
-    Options options = Options.parse(args, valued, List.of());
+    Options options = Options.parse(args, valued, List.of("--tls"));
     if (options.help) {
       out.println(SYNTH_USAGE);
       return 0;
@@ -247,6 +262,7 @@ public final class Cli {
     Double pitch = options.number("--pitch");
     Integer volume = options.integer("--volume");
     Duration timeout = options.timeout(60);
+    Security security = options.security();
     if (format == null) {
       format = suffix(output);
     }
@@ -270,7 +286,7 @@ public final class Cli {
       request.setVolume(volume);
     }
     VoxgateClient.SynthesisResult result;
-    try (VoxgateClient client = new VoxgateClient(options.get("--server", "127.0.0.1:50051"))) {
+    try (VoxgateClient client = new VoxgateClient(options.get("--server", "127.0.0.1:50051"), security)) {
       result = client.synthesizeToFile(request.build(), Path.of(output), timeout);
     }
     SynthesisSummary s = result.summary();
@@ -283,14 +299,14 @@ public final class Cli {
     return 0;
   }
 
-  private int generate(String[] args) throws UsageError {
+  private int generate(String[] args) throws UsageError, IOException {
     Map<String, String> valued = new HashMap<>();
     for (String name : List.of("--model", "--system", "--max-tokens", "--image", "--tool", "--tool-choice",
-        "--server", "--timeout")) {
+        "--server", "--timeout", "--token", "--ca-file", "--cert", "--key")) {
       valued.put(name, name);
     }
     valued.put("--target", "--server");
-    Options options = Options.parse(args, valued, List.of("--stream", "--think", "--json"));
+    Options options = Options.parse(args, valued, List.of("--stream", "--think", "--json", "--tls"));
     if (options.help) {
       out.println(GENERATE_USAGE);
       return 0;
@@ -298,6 +314,7 @@ public final class Cli {
     String prompt = options.positional("prompt");
     Integer maxTokens = options.integer("--max-tokens");
     Duration timeout = options.timeout(120);
+    Security security = options.security();
     List<Message> messages = new ArrayList<>();
     String system = options.get("--system", "");
     if (!system.isEmpty()) {
@@ -326,7 +343,7 @@ public final class Cli {
     String toolChoice = options.get("--tool-choice", "");
     String model = options.get("--model", "");
     boolean json = options.flag("--json");
-    try (VoxgateClient client = new VoxgateClient(options.get("--server", "127.0.0.1:50051"))) {
+    try (VoxgateClient client = new VoxgateClient(options.get("--server", "127.0.0.1:50051"), security)) {
       long started = System.nanoTime();
       if (!options.flag("--stream")) {
         GenerateResponse reply = client.generate(GenerateRequest.newBuilder().setModel(model).addAllMessages(messages)

@@ -47,6 +47,7 @@ import voxgate.speech.v1.SpeechServiceGrpc;
  * <p>One channel carries both services, with the service config of clients/service_config.json
  * (round_robin over every address the target resolves to, a retryPolicy for UNAVAILABLE before
  * any response). Every call has a deadline: the one given, or {@link #DEFAULT_TIMEOUT}.
+ * {@link #VoxgateClient(String, Security)} adds a caller key and TLS.
  * Failures are grpc-java's {@link StatusRuntimeException}; {@link #describe} formats one as
  * {@code "INVALID_ARGUMENT: text: must not be empty"}.
  */
@@ -65,6 +66,15 @@ public final class VoxgateClient implements AutoCloseable {
     this(channelBuilder(target).build());
   }
 
+  /**
+   * A channel to {@code target} with a caller key and/or TLS ({@link Security}, docs/security.md).
+   *
+   * @throws IOException a CA, certificate or key file is missing or unusable
+   */
+  public VoxgateClient(String target, Security security) throws IOException {
+    this(channelBuilder(target, security).build());
+  }
+
   /** A client on a channel the caller built (e.g. from {@link #channelBuilder}); closes it on close. */
   public VoxgateClient(ManagedChannel channel) {
     this.channel = channel;
@@ -78,6 +88,16 @@ public final class VoxgateClient implements AutoCloseable {
         .usePlaintext()
         .defaultServiceConfig(defaultServiceConfig())
         .enableRetry();
+  }
+
+  /**
+   * {@link #channelBuilder(String)} with {@code security}: Netty with TLS when it asks for TLS, the
+   * caller key on every call.
+   *
+   * @throws IOException a CA, certificate or key file is missing or unusable
+   */
+  public static ManagedChannelBuilder<?> channelBuilder(String target, Security security) throws IOException {
+    return security.channelBuilder(target).defaultServiceConfig(defaultServiceConfig()).enableRetry();
   }
 
   /** clients/service_config.json, packed into the jar by clients/java/build.sh, as grpc-java wants it. */
