@@ -126,39 +126,7 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
-        with WriteGuard(self._write_stall_timeout_s) as guard:
-            try:
-                summary = await run_with_retries(
-                    lambda attempt: self._attempt(
-                        params, request.text, context, guard, progress, attempt, min_chunk_bytes
-                    ),
-                    policy=self._retry,
-                    classify=classify_speech,
-                    sent_anything=lambda: progress.audio_bytes > 0,
-                    output="audio",
-                    deadline=deadline_of(context),
-                )
-            except GaveUp as gave_up:
-                self._done(params, progress)
-                self._count_overload(gave_up)
-                await self._fail(context, gave_up.failure, progress)
-            except asyncio.CancelledError:
-                if not self.cutting():
-                    raise  # the caller went away: nobody to answer
-                # The drain's end: say how much audio the caller got, as for any interruption.
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()
-                self._done(params, progress)
-                await self._fail(
-                    context, Failure(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN_NOW, retryable=True), progress
-                )
-            self._done(params, progress)
-            guard.on_stall = lambda: self._stalled(None)  # the lease is back already: only counted
-            try:
-                await guard.write(context.write(speech_pb2.SynthesizeResponse(summary=summary)))
-            except WriteStalled as exc:
-                await self._fail(context, classify_speech(exc), progress)
+        await self._serve(params, request.text, context, progress, classify_speech, min_chunk_bytes)
 
     async def SynthesizeStream(  # type: ignore[override]  # writes with context.write, as Synthesize
         self,
@@ -183,37 +151,57 @@ class SpeechService(speech_pb2_grpc.SpeechServiceServicer):
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         reader = asyncio.create_task(_read_pieces(request_iterator, text), name="voxgate-stream-reader")
+        try:
+            # All text received is kept and replayed, so only audio counts as sent (as for Synthesize).
+            await self._serve(params, text, context, progress, classify_stream)
+        finally:
+            reader.cancel()
+
+    async def _serve(
+        self,
+        params: SynthesisParams,
+        text: str | TextInput,
+        context: Context,
+        progress: _Progress,
+        classify: Callable[[BaseException], Failure],
+        min_chunk_bytes: int | None = None,
+    ) -> None:
+        """Run the attempts, stream their audio, then the summary; or end the call with why not."""
+        text_input = text if isinstance(text, TextInput) else None
         with WriteGuard(self._write_stall_timeout_s) as guard:
             try:
                 summary = await run_with_retries(
-                    lambda attempt: self._attempt(params, text, context, guard, progress, attempt),
+                    lambda attempt: self._attempt(
+                        params, text, context, guard, progress, attempt, min_chunk_bytes
+                    ),
                     policy=self._retry,
-                    classify=classify_stream,
-                    # All text received is kept and replayed, so only audio counts as sent.
+                    classify=classify,
                     sent_anything=lambda: progress.audio_bytes > 0,
                     output="audio",
                     deadline=deadline_of(context),
                 )
             except GaveUp as gave_up:
-                self._done(params, progress, text)
+                self._done(params, progress, text_input)
                 self._count_overload(gave_up)
                 await self._fail(context, gave_up.failure, progress)
             except asyncio.CancelledError:
                 if not self.cutting():
                     raise  # the caller went away: nobody to answer
+                # The drain's end: say how much audio the caller got, as for any interruption.
                 current = asyncio.current_task()
                 if current is not None:
                     current.uncancel()
-                self._done(params, progress, text)
+                self._done(params, progress, text_input)
                 await self._fail(
                     context, Failure(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN_NOW, retryable=True), progress
                 )
-            finally:
-                reader.cancel()
-            self._done(params, progress, text)
-            summary.text_pieces = text.received
-            if text.first_piece_at is not None and progress.first_packet_at is not None:
-                summary.text_to_first_audio_ms = (progress.first_packet_at - text.first_piece_at) * 1000
+            self._done(params, progress, text_input)
+            if text_input is not None:
+                summary.text_pieces = text_input.received
+                if text_input.first_piece_at is not None and progress.first_packet_at is not None:
+                    summary.text_to_first_audio_ms = (
+                        progress.first_packet_at - text_input.first_piece_at
+                    ) * 1000
             guard.on_stall = lambda: self._stalled(None)  # the lease is back already: only counted
             try:
                 await guard.write(context.write(speech_pb2.SynthesizeResponse(summary=summary)))
